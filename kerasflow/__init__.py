@@ -1,0 +1,25 @@
+"""kerasflow: one YAML config to a tracked, tuned and served Keras image model."""
+
+__version__ = "0.1.0"
+
+from kerasflow.config import RunConfig, load_config  # noqa: E402
+from kerasflow.errors import KerasflowError  # noqa: E402
+
+
+def train(config, **kwargs):
+    """Train, evaluate, track and register a model from a run config. See ``kerasflow.training.fit.train``."""
+    from kerasflow.training.fit import train as _train
+
+    return _train(config, **kwargs)
+
+
+def __getattr__(name):
+    # Subpackages that import TensorFlow load on first use, so `kerasflow --help` stays fast.
+    import importlib
+
+    if name in {"pipelines", "models", "training", "tracking", "tuning", "serving"}:
+        return importlib.import_module(f"kerasflow.{name}")
+    raise AttributeError(f"module 'kerasflow' has no attribute {name!r}")
+
+
+__all__ = ["KerasflowError", "RunConfig", "load_config", "train", "__version__"]

@@ -1,0 +1,353 @@
+"""The run config: one YAML file, validated by pydantic, with clear errors.
+
+Sections: ``experiment``, ``data``, ``model``, ``compile``, ``train``,
+``tracking`` (and ``tune``, ``export`` where those features use them). Every
+field has a default, so an empty file is a valid config (the digits demo).
+
+Example:
+    >>> from kerasflow.config import load_config
+    >>> cfg = load_config(None, ["train.epochs=3", "model.params.width=16"])
+    >>> cfg.train.epochs
+    3
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kerasflow.errors import ConfigError
+
+DEFAULT_CONFIG = "digits.yaml"
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values re-validated on set."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+# ---------------------------------------------------------------- experiment
+class ExperimentConfig(Section):
+    name: str = "digits"
+    task: Literal["classification", "segmentation", "detection"] = "classification"
+    seed: int = 42
+    deterministic: bool = Field(
+        default=False, description="Enable TensorFlow op determinism (slower, bit-exact reruns)."
+    )
+    work_dir: str = Field(
+        default="runs", description="Checkpoints and resume state live under work_dir/<name>/."
+    )
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------- data
+class SplitConfig(Section):
+    train: float = 0.7
+    validation: float = 0.1
+    test: float = 0.2
+    stratify: bool = True
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self):
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6 or min(self.train, self.validation, self.test) < 0:
+            raise ValueError(
+                "split fractions must be >= 0 and sum to 1. "
+                f"Received: train={self.train}, validation={self.validation}, test={self.test}"
+            )
+        return self
+
+
+class AugmentConfig(Section):
+    """Random augmentation applied to the training split only."""
+
+    horizontal_flip: bool = False
+    vertical_flip: bool = False
+    rotation: float = Field(default=0.0, ge=0.0, le=1.0, description="fraction of a full turn")
+    zoom: float = Field(default=0.0, ge=0.0, lt=1.0)
+    translation: float = Field(default=0.0, ge=0.0, lt=1.0, description="fraction of size")
+    brightness: float = Field(default=0.0, ge=0.0, le=1.0)
+    contrast: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class DataConfig(Section):
+    source: str = Field(
+        default="digits",
+        description="digits | a folder | a .npz file | tfds:<name>[:<version>] | ...",
+    )
+    image_size: tuple[int, int] = (16, 16)
+    channels: Literal[1, 3] = 1
+    batch_size: int = Field(default=64, ge=1)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    normalize: Literal["unit", "symmetric", "imagenet", "none"] = "unit"
+    cache: bool | str = True
+    shuffle_buffer: int = Field(default=2048, ge=0)
+    deterministic: bool = True
+    on_bad_image: Literal["error", "skip"] = "error"
+    class_names: list[str] | None = None
+
+
+# --------------------------------------------------------------------- model
+class ModelConfig(Section):
+    name: str = "simple_cnn"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from kerasflow.models import names
+
+        if value not in names():
+            close = difflib.get_close_matches(value, names(), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"unknown model {value!r}.{hint} Choose one of: {', '.join(names())}")
+        return value
+
+
+# ------------------------------------------------------------------- compile
+class OptimizerConfig(Section):
+    name: Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"] = "adam"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    clipnorm: float | None = Field(default=None, gt=0)
+    clipvalue: float | None = Field(default=None, gt=0)
+
+
+class ScheduleConfig(Section):
+    name: Literal["constant", "cosine", "step", "exponential", "one_cycle"] = "constant"
+    warmup_epochs: float = Field(default=0.0, ge=0)
+    decay_rate: float = Field(default=0.1, gt=0, description="step/exponential factor")
+    step_epochs: list[float] = Field(
+        default_factory=list, description="step: epochs at which lr *= decay_rate"
+    )
+    decay_epochs: float = Field(default=1.0, gt=0, description="exponential: epochs per decay")
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine floor")
+
+
+class LossConfig(Section):
+    name: str = "sparse_categorical_crossentropy"
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CompileConfig(Section):
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+
+    @field_validator("optimizer", "loss", "schedule", mode="before")
+    @classmethod
+    def _name_shorthand(cls, value):
+        # `optimizer: adam` is accepted as `optimizer: {name: adam}`.
+        return {"name": value} if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------- train
+class MonitorConfig(Section):
+    monitor: str = "val_accuracy"
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+class EarlyStoppingConfig(MonitorConfig):
+    enabled: bool = True
+    patience: int = Field(default=10, ge=0)
+    min_delta: float = 0.0
+
+
+class TrainConfig(Section):
+    epochs: int = Field(default=30, ge=1)
+    steps_per_epoch: int | None = Field(default=None, ge=1)
+    checkpoint: MonitorConfig = Field(default_factory=MonitorConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    resume: bool = Field(default=True, description="Back up every epoch and resume after a crash")
+    verbose: Literal["auto", 0, 1, 2] = "auto"
+    strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "default"
+
+
+# ------------------------------------------------------------------ tracking
+class TrackingConfig(Section):
+    enabled: bool = True
+    uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; default $MLFLOW_TRACKING_URI or sqlite under ./mlruns",
+    )
+    experiment: str | None = Field(default=None, description="default: experiment.name")
+    run_name: str | None = None
+    registered_model: str | None = Field(default=None, description="default: experiment.name")
+    register: bool = True
+    champion_metric: str = "test_accuracy"
+    champion_mode: Literal["max", "min"] = "max"
+    log_model: bool = True
+
+
+class RunConfig(Section):
+    """The whole run config."""
+
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    compile: CompileConfig = Field(default_factory=CompileConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tune: dict[str, Any] | None = None
+    export: dict[str, Any] | None = None
+
+    # ---- derived values, used across the package
+    @property
+    def tracking_experiment(self) -> str:
+        return self.tracking.experiment or self.experiment.name
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.tracking.registered_model or self.experiment.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved config as plain data (what is saved with each run)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def fingerprint(self, exclude: tuple[str, ...] = ("tracking", "tune", "export")) -> str:
+        """A short stable hash of the config that decides what is trained.
+
+        Runs with the same fingerprint resume each other's backups.
+        """
+        data = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------- loading
+def _format_loc(loc: tuple) -> str:
+    parts = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    model: Any = RunConfig
+    for item in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or item not in fields:
+            return None
+        model = fields[item].annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+    return model
+
+
+def _explain(error: ValidationError, origin: str) -> ConfigError:
+    lines = []
+    for err in error.errors():
+        loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and "[" in x))
+        path = _format_loc(loc)
+        if err["type"] == "extra_forbidden":
+            parent = _section_at(loc[:-1])
+            allowed = sorted(parent.model_fields) if parent else []
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            lines.append(
+                f"  {path}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
+            )
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            value = err.get("input")
+            shown = "" if isinstance(value, dict) else f" Received: {value!r}."
+            lines.append(f"  {path}: {msg}.{shown}")
+    return ConfigError(f"Invalid run config {origin}:\n" + "\n".join(lines))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into a path and a YAML-parsed value."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects KEY=VALUE with a dotted key. Received: {text!r}")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"--set has an empty key. Received: {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value is not valid YAML ({exc}). Received: {raw!r}") from exc
+    return path, value
+
+
+def set_dotted(data: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``data[path[0]][path[1]]... = value``, creating dicts on the way."""
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None or isinstance(child, str):
+            # `optimizer: adam` shorthand becomes a mapping before descending.
+            child = {} if child is None else {"name": child}
+            node[part] = child
+        elif not isinstance(child, dict):
+            raise ConfigError(
+                f"Cannot set {'.'.join(path)}: {part!r} holds {child!r}, not a section."
+            )
+        node = child
+    node[path[-1]] = value
+
+
+def default_config_path() -> Path:
+    """The packaged default run config (digits)."""
+    return Path(str(resources.files("kerasflow") / "configs" / DEFAULT_CONFIG))
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: {path}. Pass an existing YAML file.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of sections. Received: {data!r}")
+    return data
+
+
+def build_config(data: dict[str, Any], overrides: list[str] | None = None, origin: str = "") -> RunConfig:
+    """Validate raw config data (plus ``a.b=value`` overrides) into a :class:`RunConfig`."""
+    data = copy.deepcopy(data)
+    for text in overrides or []:
+        path, value = parse_override(text)
+        set_dotted(data, path, value)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, origin or "(from data)") from None
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: list[str] | None = None
+) -> RunConfig:
+    """Load, override and validate a run config.
+
+    Args:
+        path: a YAML file; ``None`` loads the packaged default (digits).
+        overrides: ``["a.b.c=value", ...]``; values are parsed as YAML.
+
+    Raises:
+        ConfigError: naming the dotted field, the bad value and the choices.
+    """
+    path = Path(path) if path is not None else default_config_path()
+    return build_config(read_yaml(path), overrides, origin=str(path))

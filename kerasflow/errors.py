@@ -1,0 +1,34 @@
+"""Exception types raised by kerasflow.
+
+Every error a user can fix derives from :class:`KerasflowError`; the CLI turns
+those into one clear message and exit code 2. Anything else is a bug or an
+environment problem and exits 1.
+"""
+
+from __future__ import annotations
+
+
+class KerasflowError(Exception):
+    """Base class for errors caused by the user's input (config, data, model)."""
+
+    exit_code = 2
+
+
+class ConfigError(KerasflowError):
+    """The run config is missing, malformed, or has an invalid value."""
+
+
+class DataError(KerasflowError):
+    """A data source, file or label is unreadable or inconsistent."""
+
+
+class ModelError(KerasflowError):
+    """A model name, parameter or model file is invalid or unsafe to load."""
+
+
+class TrackingError(KerasflowError):
+    """The MLflow store, run or registered model cannot be used as asked."""
+
+
+class ServingError(KerasflowError):
+    """An export or serving request cannot be carried out."""
