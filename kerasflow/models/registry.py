@@ -64,20 +64,32 @@ def get_spec(name: str) -> ModelSpec:
         ) from None
 
 
-def build(name: str, input_shape, num_classes: int, **params: Any):
+def build(
+    name: str, input_shape, num_classes: int, *, model_name: str | None = None, **params: Any
+):
     """Build an uncompiled functional ``keras.Model`` by registry name.
 
     Args:
         name: a registered name, see :func:`names`.
         input_shape: ``(height, width, channels)``.
         num_classes: number of output classes.
+        model_name: name of the model and prefix of its layer names; defaults
+            to ``name`` (segmentation models use it to nest an encoder).
         **params: family-specific options (width, dropout, alpha, ...).
+
+    Raises:
+        ModelError: unknown name, or parameters the family rejects.
     """
     spec = get_spec(name)
     kwargs = {**spec.defaults, **params}
     try:
         return spec.factory()(
-            input_shape=tuple(input_shape), num_classes=int(num_classes), name=name, **kwargs
+            input_shape=tuple(input_shape),
+            num_classes=int(num_classes),
+            name=model_name or name,
+            **kwargs,
         )
-    except TypeError as exc:
-        raise ModelError(f"Bad parameters for model {name!r}: {exc}. Received: params={params}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"Bad parameters for model {name!r}: {exc} Received: params={params}"
+        ) from exc

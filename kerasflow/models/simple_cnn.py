@@ -43,7 +43,11 @@ def simple_cnn(
         for c in range(2):
             prefix = f"{name}_block{b + 1}_conv{c + 1}"
             x = layers.Conv2D(
-                filters, 3, padding="same", use_bias=not batch_norm, kernel_regularizer=reg,
+                filters,
+                3,
+                padding="same",
+                use_bias=not batch_norm,
+                kernel_regularizer=reg,
                 name=prefix,
             )(x)
             if batch_norm:
