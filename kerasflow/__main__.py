@@ -1,0 +1,3 @@
+from kerasflow.cli import main
+
+main()

@@ -1,0 +1,133 @@
+"""The ``kerasflow`` command: parses arguments, calls the library, prints results.
+
+Exit codes: 0 ok, 2 bad config or input (any :class:`kerasflow.errors.KerasflowError`),
+1 anything else. Errors print one clear message; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import traceback
+
+import click
+
+# TensorFlow reads this when it is first imported, which happens after parsing.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import kerasflow  # noqa: E402
+from kerasflow.errors import KerasflowError  # noqa: E402
+
+log = logging.getLogger("kerasflow")
+
+
+class _Group(click.Group):
+    """Turns library errors into one message and the documented exit codes."""
+
+    def invoke(self, ctx):
+        debug = ctx.params.get("debug", False)
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KerasflowError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+            if debug:
+                traceback.print_exc()
+            else:
+                click.echo(f"Error: {type(exc).__name__}: {exc}\n(run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group)
+@click.version_option(kerasflow.__version__, prog_name="kerasflow")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx, debug):
+    """kerasflow: one YAML config to a tracked, tuned and served Keras image model."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("mlflow", "alembic", "urllib3", "absl", "tensorflow", "h5py", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    if debug:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+
+
+_set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override a config field by dotted path, e.g. --set train.epochs=5 (repeatable).",
+)
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_set_option
+def train(config, overrides):
+    """Train, evaluate, track and register a model (CONFIG defaults to the packaged digits config)."""
+    cfg = kerasflow.load_config(config, list(overrides))
+    result = kerasflow.train(cfg)
+    click.echo("")
+    click.echo("Test metrics:")
+    for key, value in result.test_metrics.items():
+        click.echo(f"  {key:<24} {value:.4f}")
+    if result.initial_epoch:
+        click.echo(f"Resumed from epoch {result.initial_epoch}.")
+    if result.run_id:
+        click.echo(f"MLflow run:        {result.run_id} (experiment {cfg.tracking_experiment!r})")
+    if result.registered:
+        reg = result.registered
+        status = "champion" if reg.champion else f"not champion (champion stays version {reg.previous_champion})"
+        click.echo(f"Registered model:  models:/{reg.name}/{reg.version} ({status})")
+    click.echo(f"Open the MLflow UI: kerasflow ui{'' if not cfg.tracking.uri else ' --uri ' + cfg.tracking.uri}")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="Run config (default: the model's run's config).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "validation", "test"]))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Folder for the report files.")
+@_set_option
+def evaluate(model, config, split, out_dir, overrides):
+    """Evaluate MODEL (models:/NAME@alias, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file)."""
+    from kerasflow.training.evaluate import evaluate_model
+
+    report, written = evaluate_model(model, config, split=split, out_dir=out_dir, overrides=list(overrides))
+    click.echo(f"{split} split: {report['num_examples']} examples")
+    for key in ("accuracy", "top3_accuracy", "macro_precision", "macro_recall", "macro_f1"):
+        if key in report:
+            click.echo(f"  {key:<18} {report[key]:.4f}")
+    click.echo(f"Report written to {written}")
+
+
+@cli.command()
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--uri", default=None, help="Tracking store (default: ./mlruns/mlflow.db or $MLFLOW_TRACKING_URI).")
+def ui(port, host, uri):
+    """Open the MLflow UI on this store (bound to 127.0.0.1 unless --host says otherwise)."""
+    from kerasflow.tracking.store import subprocess_env, ui_command
+
+    cmd = ui_command(port=port, host=host, uri=uri)
+    click.echo(f"MLflow UI on http://{host}:{port}  (Ctrl-C to stop)")
+    sys.exit(subprocess.call(cmd, env=subprocess_env()))
+
+
+def main(argv=None):
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="kerasflow")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Compile, fit, evaluate and explain: the training side of a run."""

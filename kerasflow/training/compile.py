@@ -1,0 +1,81 @@
+"""Compile a model from the ``compile:`` section: optimizer, schedule, loss, metrics by name."""
+
+from __future__ import annotations
+
+import keras
+
+from kerasflow.errors import ConfigError
+from kerasflow.training.losses import get_loss
+from kerasflow.training.metrics import get_metric
+from kerasflow.training.schedules import EpochSchedule
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+
+
+def build_schedule(compile_config, steps_per_epoch: int, epochs: int):
+    """The learning rate: a float for a constant rate without warmup, else an :class:`EpochSchedule`."""
+    sched = compile_config.schedule
+    lr = compile_config.optimizer.learning_rate
+    if sched.name == "constant" and not sched.warmup_epochs:
+        return lr
+    if sched.warmup_epochs >= epochs and sched.name != "constant":
+        raise ConfigError(
+            f"compile.schedule.warmup_epochs ({sched.warmup_epochs}) must be smaller than "
+            f"train.epochs ({epochs})."
+        )
+    return EpochSchedule(
+        kind=sched.name,
+        base_lr=lr,
+        total_steps=max(1, steps_per_epoch * epochs),
+        steps_per_epoch=max(1, steps_per_epoch),
+        warmup_epochs=sched.warmup_epochs,
+        decay_rate=sched.decay_rate,
+        step_epochs=sched.step_epochs,
+        decay_epochs=sched.decay_epochs,
+        min_lr_ratio=sched.min_lr_ratio,
+    )
+
+
+def build_optimizer(compile_config, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
+    """A Keras optimizer by name with its schedule, weight decay and gradient clipping."""
+    opt = compile_config.optimizer
+    lr = build_schedule(compile_config, steps_per_epoch, epochs)
+    common = {"learning_rate": lr, "clipnorm": opt.clipnorm, "clipvalue": opt.clipvalue}
+    wd = opt.weight_decay or None
+    if opt.name == "sgd":
+        return keras.optimizers.SGD(weight_decay=wd, **common)
+    if opt.name in ("momentum", "nesterov"):
+        return keras.optimizers.SGD(
+            momentum=opt.momentum, nesterov=opt.name == "nesterov", weight_decay=wd, **common
+        )
+    if opt.name == "adam":
+        return keras.optimizers.Adam(weight_decay=wd, **common)
+    if opt.name == "adamw":
+        return keras.optimizers.AdamW(weight_decay=opt.weight_decay or 0.004, **common)
+    if opt.name == "rmsprop":
+        return keras.optimizers.RMSprop(momentum=0.0, weight_decay=wd, **common)
+    raise ConfigError(
+        f"Unknown compile.optimizer.name {opt.name!r}. Choose one of: {', '.join(OPTIMIZERS)}."
+    )
+
+
+def build_loss(compile_config):
+    loss = compile_config.loss
+    kwargs = dict(loss.params)
+    if loss.label_smoothing:
+        kwargs["label_smoothing"] = loss.label_smoothing
+    return get_loss(loss.name, **kwargs)
+
+
+def build_metrics(compile_config, num_classes: int) -> list:
+    return [get_metric(name, num_classes) for name in compile_config.metrics]
+
+
+def compile_model(model: keras.Model, compile_config, steps_per_epoch: int, epochs: int, num_classes: int):
+    """Compile ``model`` in place from the config (keywords only: Keras 3's third positional is loss_weights)."""
+    model.compile(
+        optimizer=build_optimizer(compile_config, steps_per_epoch, epochs),
+        loss=build_loss(compile_config),
+        metrics=build_metrics(compile_config, num_classes),
+    )
+    return model

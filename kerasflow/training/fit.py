@@ -1,0 +1,297 @@
+"""``train(config)``: data -> model -> compile -> fit -> evaluate -> track -> register.
+
+Resuming: every run keeps its state under ``experiment.work_dir/<name>/<fingerprint>/``
+(the fingerprint hashes everything that decides what is trained). Keras'
+``BackupAndRestore`` saves weights, optimizer state and the epoch after each
+epoch; a ``state.json`` remembers the MLflow run. Re-running the same config
+after a crash or a kill continues from the last finished epoch in the same
+MLflow run. Callback order matters: metrics are logged to MLflow and the best
+checkpoint is written *before* the backup marks the epoch finished, so a kill
+between the two re-runs that epoch without logging it twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from kerasflow import models, pipelines
+from kerasflow.config import RunConfig, load_config
+from kerasflow.errors import ConfigError
+from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
+from kerasflow.tracking import registry as model_registry
+from kerasflow.training import evaluate as evaluation
+from kerasflow.training import plots
+from kerasflow.training.compile import compile_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    model: keras.Model
+    history: dict[str, dict[int, float]]
+    test_metrics: dict[str, float]
+    report: dict[str, Any]
+    run_id: str | None
+    model_uri: str | None
+    registered: model_registry.RegisteredVersion | None
+    work_dir: Path
+    config: RunConfig
+    initial_epoch: int = 0
+    artifacts: list[str] = field(default_factory=list)
+
+    @property
+    def registered_version(self) -> str | None:
+        return self.registered.version if self.registered else None
+
+
+class RunState:
+    """``state.json`` in the run's work dir: which MLflow run it is and whether it finished."""
+
+    def __init__(self, work_dir: Path):
+        self.path = work_dir / "state.json"
+        self.data: dict[str, Any] = {}
+        if self.path.is_file():
+            try:
+                self.data = json.loads(self.path.read_text())
+            except json.JSONDecodeError:
+                log.warning("ignoring unreadable %s", self.path)
+
+    @property
+    def unfinished(self) -> bool:
+        return self.data.get("status") == "running"
+
+    def update(self, **values) -> None:
+        self.data.update(values)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        os.replace(tmp, self.path)  # atomic: a kill never leaves half a file
+
+
+class _BestTracker(keras.callbacks.Callback):
+    """Persists the best checkpoint's value so a resumed run does not overwrite it with a worse one."""
+
+    def __init__(self, checkpoint: keras.callbacks.ModelCheckpoint, state: RunState):
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.state = state
+
+    def on_epoch_end(self, epoch, logs=None):
+        best = self.checkpoint.best
+        if best is not None and np.isfinite(best):
+            self.state.update(best=float(best))
+
+
+def _verbosity(setting) -> int:
+    if setting == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(setting)
+
+
+def _monitor(name: str, has_validation: bool) -> str:
+    return name if has_validation or not name.startswith("val_") else name.removeprefix("val_")
+
+
+def _mode(monitor: str, mode: str) -> str:
+    if mode != "auto":
+        return mode
+    return "min" if "loss" in monitor or "error" in monitor else "max"
+
+
+def set_seeds(config: RunConfig) -> None:
+    keras.utils.set_random_seed(config.experiment.seed)
+    if config.experiment.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def work_dir_for(config: RunConfig) -> Path:
+    return Path(config.experiment.work_dir).resolve() / config.experiment.name / config.fingerprint()
+
+
+def _as_config(config, overrides) -> RunConfig:
+    if isinstance(config, RunConfig):
+        if overrides:
+            from kerasflow.config import build_config
+
+            return build_config(config.to_dict(), overrides, origin="(overrides)")
+        return config
+    return load_config(config, overrides)
+
+
+def _start(config: RunConfig, state: RunState) -> RunTracker:
+    tr = config.tracking
+    run_id = state.data.get("run_id") if (config.train.resume and state.unfinished) else None
+    kwargs = dict(
+        experiment=config.tracking_experiment, uri=tr.uri, run_name=tr.run_name,
+        tags={**config.experiment.tags, "kerasflow.fingerprint": config.fingerprint()},
+        enabled=tr.enabled,
+    )
+    if run_id:
+        try:
+            return start_tracker(run_id=run_id, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the old run may be gone or in another store
+            log.warning("cannot resume MLflow run %s (%s); starting a new run", run_id, exc)
+    return start_tracker(**kwargs)
+
+
+def train(config: RunConfig | str | os.PathLike | None = None, overrides: list[str] | None = None) -> TrainResult:
+    """Train, evaluate, track and register a model from a run config.
+
+    Args:
+        config: a :class:`RunConfig`, a YAML path, or None for the packaged default.
+        overrides: ``["train.epochs=5", ...]`` applied on top.
+
+    Example:
+        >>> import kerasflow
+        >>> result = kerasflow.train(kerasflow.load_config(None, ["train.epochs=2"]))
+        >>> result.test_metrics["test_accuracy"]
+    """
+    cfg = _as_config(config, overrides)
+    set_seeds(cfg)
+    work = work_dir_for(cfg)
+    prepared = pipelines.prepare(cfg.data, cfg.experiment.seed)
+    state = RunState(work)
+    tracker = _start(cfg, state)
+    state.update(run_id=tracker.run_id, status="running", config=cfg.to_dict())
+    try:
+        result = _train(cfg, prepared, tracker, state, work)
+    except KeyboardInterrupt:
+        tracker.end("KILLED")
+        state.update(status="killed")
+        raise
+    except BaseException:
+        tracker.end("FAILED")
+        state.update(status="failed")
+        raise
+    tracker.end("FINISHED")
+    state.update(status="finished")
+    return result
+
+
+def _log_run_inputs(cfg: RunConfig, prepared, model, tracker: RunTracker, out: Path) -> None:
+    tracker.log_params(cfg.to_dict())
+    tracker.set_tags({"kerasflow.model": cfg.model.name, "kerasflow.task": cfg.experiment.task})
+    tracker.log_params({"model.num_params": model.count_params(),
+                        "data.num_classes": prepared.num_classes,
+                        **{f"data.size.{s}": prepared.size(s) for s in prepared.indices}})
+    tracker.log_text(cfg.to_yaml(), "config.yaml")
+    lines: list[str] = []
+    model.summary(print_fn=lambda s, **_: lines.append(s))
+    tracker.log_text("\n".join(lines), "model_summary.txt")
+    rows = ["key,split,label"] + [f"{k},{s},{y}" for k, s, y in prepared.split_table()]
+    tracker.log_text("\n".join(rows) + "\n", "splits.csv")
+    skipped = getattr(prepared, "skipped", None) or []
+    tracker.log_metrics({"data_skipped_files": float(len(skipped))})
+    if skipped:
+        tracker.log_text("".join(f"{p}\t{why}\n" for p, why in skipped), "skipped_files.txt")
+
+
+def _history(tracker: RunTracker, fit_history, initial_epoch: int) -> dict[str, dict[int, float]]:
+    keys = list(fit_history.history)
+    if tracker.enabled:
+        return {k: tracker.metric_history(k) for k in keys}
+    return {k: {initial_epoch + i + 1: float(v) for i, v in enumerate(vals)}
+            for k, vals in fit_history.history.items()}
+
+
+def _train(cfg: RunConfig, prepared, tracker: RunTracker, state: RunState, work: Path) -> TrainResult:
+    if cfg.experiment.task != "classification":
+        raise ConfigError(
+            f"experiment.task {cfg.experiment.task!r} is not supported by this version's training "
+            "loop yet. Use task: classification."
+        )
+    model = models.build(cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params)
+    batch = cfg.data.batch_size
+    steps = cfg.train.steps_per_epoch or max(1, math.ceil(prepared.size("train") / batch))
+    compile_model(model, cfg.compile, steps, cfg.train.epochs, prepared.num_classes)
+    out = work / "artifacts"
+    out.mkdir(parents=True, exist_ok=True)
+    if not tracker.resumed:
+        _log_run_inputs(cfg, prepared, model, tracker, out)
+
+    has_val = prepared.size("validation") > 0
+    ck_monitor = _monitor(cfg.train.checkpoint.monitor, has_val)
+    best_path = work / "best.weights.h5"
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(best_path), monitor=ck_monitor, mode=_mode(ck_monitor, cfg.train.checkpoint.mode),
+        save_best_only=True, save_weights_only=True,
+        initial_value_threshold=state.data.get("best") if state.unfinished else None,
+    )
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.TerminateOnNaN(),
+        MlflowCallback(tracker) if tracker.enabled else keras.callbacks.Callback(),
+        checkpoint,
+        _BestTracker(checkpoint, state),
+    ]
+    es = cfg.train.early_stopping
+    if es.enabled:
+        es_monitor = _monitor(es.monitor, has_val)
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=es_monitor, mode=_mode(es_monitor, es.mode), patience=es.patience,
+            min_delta=es.min_delta,
+        ))
+    backup_dir = work / "backup"
+    initial_epoch = 0
+    if cfg.train.resume:
+        meta = backup_dir / "training_metadata.json"
+        if meta.is_file():
+            initial_epoch = int(json.loads(meta.read_text()).get("epoch", 0))
+            log.info("resuming from epoch %d (backup in %s)", initial_epoch, backup_dir)
+        # Last, so that everything above has finished an epoch before it counts as done.
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True))
+
+    train_ds = prepared.dataset("train")
+    val_ds = prepared.dataset("validation") if has_val else None
+    fit_history = model.fit(
+        train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
+        steps_per_epoch=cfg.train.steps_per_epoch, callbacks=callbacks,
+        verbose=_verbosity(cfg.train.verbose),
+    )
+    if best_path.is_file():
+        model.load_weights(str(best_path))
+    else:
+        log.warning("no best checkpoint was written (monitor %s never improved); using last weights", ck_monitor)
+
+    history = _history(tracker, fit_history, initial_epoch)
+    plots.training_curves_png(history, out / "training_curves.png")
+    report = evaluation.evaluate_classifier(model, prepared, "test", out_dir=out)
+    test_loss = model.evaluate(prepared.dataset("test", training=False), verbose=0, return_dict=True)["loss"]
+    report["loss"] = float(test_loss)
+    (out / "evaluation_test.json").write_text(json.dumps(report, indent=2))
+    test_metrics = evaluation.scalar_metrics(report)
+    tracker.log_metrics(test_metrics)
+    artifacts = sorted(p.name for p in out.iterdir())
+    for path in sorted(out.iterdir()):
+        tracker.log_artifact(path)
+
+    model_uri = registered = None
+    if tracker.enabled and cfg.tracking.log_model:
+        example = next(iter(prepared.dataset("test", training=False)))[0].numpy()[:4]
+        model_uri = tracker.log_keras_model(model, example)
+        if cfg.tracking.register_model:
+            registered = model_registry.register(
+                model_uri, cfg.registered_model_name, tracker.run_id,
+                metric=cfg.tracking.champion_metric, mode=cfg.tracking.champion_mode,
+                uri=tracker.uri,
+            )
+            tracker.set_tags({"kerasflow.registered_version": registered.version})
+    return TrainResult(
+        model=model, history=history, test_metrics=test_metrics, report=report,
+        run_id=tracker.run_id, model_uri=model_uri, registered=registered, work_dir=work,
+        config=cfg, initial_epoch=initial_epoch, artifacts=artifacts,
+    )
