@@ -1,6 +1,23 @@
-"""tf.data input pipelines driven by the ``data:`` section of the run config."""
+"""tf.data input pipelines driven by the ``data:`` section of the run config.
 
-from kerasflow.pipelines.builder import PreparedData, build, prepare
-from kerasflow.pipelines.transforms import preprocess
+Public entry points: :func:`prepare` (load + split once, then
+``PreparedData.dataset(split)``), :func:`build`, :func:`preprocess` (the
+deterministic part the serving SavedModel reuses) and :func:`decode_image`.
+"""
 
-__all__ = ["PreparedData", "build", "prepare", "preprocess"]
+from kerasflow.pipelines.builder import PreparedData, Step, build, prepare
+from kerasflow.pipelines.sources import SourceData, from_arrays, load_source
+from kerasflow.pipelines.transforms import decode_image, decode_mask, preprocess
+
+__all__ = [
+    "PreparedData",
+    "SourceData",
+    "Step",
+    "build",
+    "decode_image",
+    "decode_mask",
+    "from_arrays",
+    "load_source",
+    "prepare",
+    "preprocess",
+]

@@ -1,36 +1,132 @@
 """The plan builder: puts the tf.data steps in the right order for each split.
 
 read -> decode -> deterministic ops -> cache -> shuffle -> random augment
--> batch -> batch ops -> prefetch. Validation and test never get random
-augmentation.
+-> batch -> batch ops -> prefetch, every map with ``num_parallel_calls=AUTOTUNE``
+and ``deterministic=data.deterministic``. Validation and test never get random
+augmentation. The user declares *which* ops to use; this module decides
+*where* they go.
+
+Two choices keep the pipeline fast: consecutive per-element steps are fused
+into one parallel ``map`` (the plan marks them), and the cache holds uint8
+images, so it is 4x smaller than float32; the 0..1 scaling and ``normalize``
+run on whole batches after the cache.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
 from kerasflow.errors import DataError
 from kerasflow.pipelines import splits as splits_lib
+from kerasflow.pipelines import transforms as T
 from kerasflow.pipelines.sources import SourceData, load_source
-from kerasflow.pipelines.transforms import augmentation_layers, preprocess
 
 log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
 
+GEOMETRIC = {"horizontal_flip", "vertical_flip", "rotation", "zoom", "translation"}
+BATCH_OPS = {"mixup", "cutmix"}
+# Ops that work on uint8 pixels exactly; the others need 0..1 floats.
+DTYPE_FREE = {"horizontal_flip", "vertical_flip"}
+
+
+@dataclass
+class Step:
+    """One step of a pipeline plan.
+
+    Attributes:
+        stage: read, decode, deterministic, cache, shuffle, augment, batch,
+            batch_ops or prefetch.
+        detail: what the step does, for ``kerasflow data plan``.
+        element_fn: a function of one element tuple returning a tuple;
+            consecutive ones are fused into one parallel ``map``.
+        dataset_fn: a function ``Dataset -> Dataset`` (for non-map steps).
+    """
+
+    stage: str
+    detail: str
+    element_fn: Callable | None = None
+    dataset_fn: Callable | None = None
+    fused: bool = field(default=False, repr=False)
+
+
+def _compose(fns):
+    def run(*element):
+        for fn in fns:
+            element = fn(element)
+        return element
+
+    return run
+
+
+def run_plan(steps: list[Step], deterministic: bool) -> tf.data.Dataset:
+    """Build the dataset that a plan describes."""
+    ds, pending = None, []
+
+    def flush(ds):
+        if pending:
+            ds = ds.map(
+                _compose(list(pending)), num_parallel_calls=AUTOTUNE, deterministic=deterministic
+            )
+            pending.clear()
+        return ds
+
+    for step in steps:
+        if step.element_fn is not None:
+            pending.append(step.element_fn)
+            continue
+        ds = flush(ds)
+        if step.dataset_fn is not None:
+            ds = step.dataset_fn(ds)
+    return flush(ds)
+
+
+def _mark_fused(steps: list[Step]) -> list[Step]:
+    run: list[Step] = []
+    for step in [*steps, Step("end", "")]:
+        if step.element_fn is not None:
+            run.append(step)
+            continue
+        if len(run) > 1:
+            for s in run:
+                s.fused = True
+        run = []
+    return steps
+
+
+def format_plan(steps: list[Step]) -> str:
+    """Numbered lines, one per step; fused map steps are marked ``[one map]``."""
+    lines = []
+    for i, step in enumerate(steps, start=1):
+        tag = "  [one map]" if step.fused else ""
+        lines.append(f"{i:2d}. {step.stage:<13} {step.detail}{tag}")
+    return "\n".join(lines)
+
 
 @dataclass
 class PreparedData:
-    """A loaded source with its split assignment; builds datasets per split."""
+    """A loaded source with its split assignment; builds datasets per split.
+
+    Elements are ``(image, target)``: images float32 ``(H, W, C)`` scaled by
+    ``data.normalize``; targets int64 class ids (classification), one-hot
+    float32 ``(K,)`` in training batches when MixUp/CutMix is on (see
+    :attr:`one_hot_training`), or ``(H, W)`` int32 class-id masks
+    (segmentation).
+    """
 
     data_config: object
     source: SourceData
     indices: dict[str, np.ndarray]
     seed: int = 0
 
+    # ------------------------------------------------------------------ facts
     @property
     def class_names(self) -> list[str]:
         return self.source.class_names
@@ -40,12 +136,33 @@ class PreparedData:
         return len(self.source.class_names)
 
     @property
+    def task(self) -> str:
+        """``classification`` or ``segmentation``."""
+        return self.source.task
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
         h, w = self.data_config.image_size
         return (h, w, self.data_config.channels)
 
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """Files left out under ``on_bad_image: skip``: ``(path, reason)``."""
+        return list(self.source.skipped)
+
+    @property
+    def ignored(self) -> dict[str, int]:
+        """Counts of files ignored for their extension, by extension."""
+        return dict(self.source.ignored)
+
+    @property
+    def one_hot_training(self) -> bool:
+        """True when training batches carry one-hot (mixed) targets: MixUp or CutMix is on."""
+        enabled = set(self.data_config.augment.enabled())
+        return self.task == "classification" and bool(enabled & BATCH_OPS)
+
     def size(self, split: str) -> int:
-        return int(len(self.indices[split]))
+        return int(len(self._indices(split)))
 
     def split_table(self) -> list[tuple[str, str, int]]:
         """(key, split, label) rows: the assignment logged with each run."""
@@ -55,69 +172,442 @@ class PreparedData:
         return sorted(rows)
 
     def labels(self, split: str) -> np.ndarray:
-        return self.source.labels[self.indices[split]]
+        """Targets of a split in dataset order (``training=False``).
 
-    def dataset(self, split: str, training: bool | None = None, batch: bool = True) -> tf.data.Dataset:
-        """The ``tf.data.Dataset`` of ``(image, label)`` batches for one split.
-
-        Args:
-            split: ``train``, ``validation`` or ``test``.
-            training: shuffle and augment; defaults to ``split == "train"``.
-            batch: batch and prefetch (False gives single examples).
+        Classification: int64 class ids ``(n,)``. Segmentation: the resized
+        int32 masks ``(n, H, W)``.
         """
+        idx = self._indices(split)
+        if self.task == "classification":
+            return self.source.labels[idx]
+        masks = [m for _, m in self.dataset(split, training=False, batch=False).as_numpy_iterator()]
+        h, w = self.data_config.image_size
+        return np.stack(masks) if masks else np.zeros((0, h, w), np.int32)
+
+    def _indices(self, split: str) -> np.ndarray:
         if split not in self.indices:
             raise DataError(f"Unknown split {split!r}. Choose one of: {', '.join(self.indices)}.")
+        return self.indices[split]
+
+    # ------------------------------------------------------------------ plan
+    def plan(self, split: str, training: bool | None = None, batch: bool = True) -> list[Step]:
+        """The ordered steps that :meth:`dataset` runs for one split."""
         cfg = self.data_config
         training = (split == "train") if training is None else training
-        idx = self.indices[split]
+        idx = self._indices(split)
         if len(idx) == 0:
             raise DataError(
                 f"Split {split!r} of data.source {cfg.source!r} is empty. "
                 "Adjust data.split fractions or add data."
             )
-        images = self.source.images[idx]
-        labels = self.source.labels[idx]
-        ds = tf.data.Dataset.from_tensor_slices((images, labels))
-        ds = ds.map(
-            lambda x, y: (preprocess(x, cfg), y),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=cfg.deterministic,
-        )
-        if cfg.cache:
-            ds = ds.cache() if cfg.cache is True else ds.cache(str(cfg.cache) + f".{split}")
-        if training and cfg.shuffle_buffer:
-            ds = ds.shuffle(
-                min(cfg.shuffle_buffer, len(idx)), seed=self.seed, reshuffle_each_iteration=True
+        seg = self.task == "segmentation"
+        enabled = cfg.augment.enabled() if training else []
+        rrc = cfg.augment.random_resized_crop if "random_resized_crop" in enabled else None
+        element_ops = [o for o in enabled if o not in BATCH_OPS and o != "random_resized_crop"]
+        batch_ops = [o for o in enabled if o in BATCH_OPS] if not seg else []
+        steps: list[Step] = []
+        steps += self._read_steps(idx, decode=rrc is None or self.source.kind != "files")
+        if rrc is None:
+            steps.append(
+                Step(
+                    "deterministic",
+                    f"channels={cfg.channels}"
+                    + (f", center_crop {cfg.center_crop}" if cfg.center_crop else "")
+                    + f", resize {cfg.resize} to {tuple(cfg.image_size)} ({cfg.interpolation}"
+                    + (", antialias" if cfg.antialias else "")
+                    + "), uint8",
+                    element_fn=_deterministic_fn(cfg, seg),
+                )
             )
+        else:
+            steps.append(
+                Step(
+                    "deterministic",
+                    "none before the cache: random_resized_crop replaces the resize "
+                    "(after shuffle)",
+                )
+            )
+        steps.append(self._cache_step(split, training, rrc is not None))
+        if training and cfg.shuffle_buffer:
+            buf = min(cfg.shuffle_buffer, len(idx))
+            steps.append(
+                Step(
+                    "shuffle",
+                    f"buffer {buf}, seed {self.seed}, reshuffled every epoch",
+                    dataset_fn=lambda ds: ds.shuffle(
+                        buf, seed=self.seed, reshuffle_each_iteration=True
+                    ),
+                )
+            )
+        if rrc is not None or element_ops:
+            steps += self._augment_steps(rrc, element_ops, seg)
         if not batch:
-            return ds
-        ds = ds.batch(cfg.batch_size, drop_remainder=False)
-        if training:
-            aug = augmentation_layers(cfg.augment, self.seed)
-            if aug:
-                def _augment(x, y):
-                    for layer in aug:
-                        x = layer(x, training=True)
-                    return x, y
+            steps.append(
+                Step(
+                    "normalize",
+                    f"0..1 then {cfg.normalize} (per example)",
+                    element_fn=self._normalize_fn(),
+                )
+            )
+            return _mark_fused(steps)
+        bs = cfg.batch_size
+        steps.append(Step("batch", f"batch_size {bs}", dataset_fn=lambda ds: ds.batch(bs)))
+        steps += self._batch_op_steps(batch_ops, seg)
+        steps.append(Step("prefetch", "AUTOTUNE", dataset_fn=lambda ds: ds.prefetch(AUTOTUNE)))
+        return _mark_fused(steps)
 
-                ds = ds.map(_augment, num_parallel_calls=AUTOTUNE, deterministic=cfg.deterministic)
-        return ds.prefetch(AUTOTUNE)
+    def _read_steps(self, idx: np.ndarray, decode: bool) -> list[Step]:
+        src, cfg = self.source, self.data_config
+        seg = src.task == "segmentation"
+        channels = cfg.channels
+        n = len(idx)
+        if src.kind == "arrays":
+            images = src.images[idx]
+            targets = src.masks[idx] if seg else src.labels[idx]
+            return [
+                Step(
+                    "read",
+                    f"{n} in-memory arrays from {src.name!r}",
+                    dataset_fn=lambda _: tf.data.Dataset.from_tensor_slices((images, targets)),
+                ),
+                Step("decode", "none: arrays are decoded already"),
+            ]
+        if src.kind == "files":
+            paths = np.array(src.paths)[idx]
+            targets = np.array(src.mask_paths)[idx] if seg else src.labels[idx]
+            steps = [
+                Step(
+                    "read",
+                    f"{n} files of {src.name!r}" + (" with PNG masks" if seg else ""),
+                    dataset_fn=lambda _: tf.data.Dataset.from_tensor_slices((paths, targets)),
+                ),
+                Step(
+                    "read",
+                    "tf.io.read_file",
+                    element_fn=(lambda e: (tf.io.read_file(e[0]), tf.io.read_file(e[1])))
+                    if seg
+                    else (lambda e: (tf.io.read_file(e[0]), e[1])),
+                ),
+            ]
+            if decode:
+                steps.append(
+                    Step(
+                        "decode",
+                        f"decode_image to {channels} channel(s)" + (", mask PNG" if seg else ""),
+                        element_fn=(lambda e: (T.decode_image(e[0], channels), T.decode_mask(e[1])))
+                        if seg
+                        else (lambda e: (T.decode_image(e[0], channels), e[1])),
+                    )
+                )
+            else:
+                steps.append(Step("decode", "deferred: decoded with the random crop"))
+            return steps
+        # stream: read each part in its fixed order, keep this split's positions
+        parts = [src.parts[i] for i in idx]
+        plan = []
+        for part in dict.fromkeys(parts):
+            in_part = [i for i, p in enumerate(src.parts) if p == part]
+            keep = np.zeros(len(in_part), bool)
+            keep[src.positions[[i for i in idx if src.parts[i] == part]]] = True
+            plan.append((part, keep))
+
+        def read(_):
+            out = None
+            for part, keep in plan:
+                mask = tf.constant(keep)
+                ds = src.reader(part).enumerate()
+                ds = ds.filter(lambda i, _r, m=mask: tf.gather(m, i)).map(lambda _i, r: r)
+                out = ds if out is None else out.concatenate(ds)
+            return out
+
+        where = ", ".join(f"{p or 'records'}: {int(k.sum())}" for p, k in plan)
+        return [
+            Step("read", f"{src.name!r} in order, {n} examples ({where})", dataset_fn=read),
+            Step(
+                "decode",
+                f"decode to {channels} channel(s)",
+                element_fn=lambda e: tuple(src.decoder(e[0] if len(e) == 1 else e)),
+            ),
+        ]
+
+    def _cache_key(self, split: str, training: bool, raw: bool) -> str:
+        cfg = self.data_config
+        blob = json.dumps(
+            {
+                "data": cfg.model_dump(mode="json", exclude={"augment", "batch_size", "cache"}),
+                "split": split,
+                "raw": raw,
+                "keys": hashlib.sha256(
+                    "\n".join(self.source.keys[i] for i in self.indices[split]).encode()
+                ).hexdigest(),
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def _cache_step(self, split: str, training: bool, raw: bool) -> Step:
+        cfg = self.data_config
+        what = "encoded bytes" if raw and self.source.kind == "files" else "uint8 images"
+        if not cfg.cache:
+            return Step("cache", "off")
+        if cfg.cache is True:
+            return Step("cache", f"in memory ({what})", dataset_fn=lambda ds: ds.cache())
+        path = f"{cfg.cache}.{split}.{self._cache_key(split, training, raw)}"
+        return Step("cache", f"file {path} ({what})", dataset_fn=lambda ds: ds.cache(path))
+
+    def _augment_steps(self, rrc, ops: list[str], seg: bool) -> list[Step]:
+        cfg, aug = self.data_config, self.data_config.augment
+        size = tuple(cfg.image_size)
+        seed = self.seed
+        files = self.source.kind == "files"
+        steps = [
+            Step(
+                "augment",
+                f"attach a per-example seed (tf.data random, seed {seed}, fresh every epoch)",
+                dataset_fn=lambda ds: tf.data.Dataset.zip(
+                    (
+                        ds,
+                        tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2),
+                    )
+                ),
+            ),
+            Step("augment", "(flatten)", element_fn=lambda e: (e[0][0], e[0][1], e[1])),
+        ]
+        if rrc is not None:
+            scale, ratio = tuple(rrc.scale), tuple(rrc.ratio)
+
+            def crop(e):
+                image, target, s = e
+                s = T.split_seed(s, 2)[1]
+                if files and not seg:
+                    image = T.decode_random_crop(image, cfg.channels, s, size, scale, ratio)
+                    return image, target, e[2]
+                if files:
+                    image, target = T.decode_image(image, cfg.channels), T.decode_mask(target)
+                image = T.to_channels(image, cfg.channels)
+                image, mask = T.random_resized_crop(
+                    image, target if seg else None, s, size, scale, ratio
+                )
+                return image, (mask if seg else target), e[2]
+
+            how = "decode_and_crop_jpeg (JPEG), " if files and not seg else ""
+            steps.append(
+                Step(
+                    "augment",
+                    f"random_resized_crop scale={scale} ratio=({ratio[0]:.3g}, {ratio[1]:.3g}): "
+                    f"{how}resize to {size}",
+                    element_fn=crop,
+                )
+            )
+        if seg and "randaugment" in ops:
+            raise DataError(
+                "data.augment.randaugment is for classification; for segmentation list the "
+                "geometric and photometric ops explicitly (they move the mask with the image)."
+            )
+        needs_float = any(o not in DTYPE_FREE for o in ops)
+        funcs = []
+        descr = []
+        for k, op in enumerate(ops):
+            funcs.append((op, k))
+            descr.append(_describe_op(op, aug))
+
+        def augment(e):
+            image, target, s = e
+            seeds = T.split_seed(s, len(funcs) + 3)
+            mask = target if seg else None
+            if needs_float:
+                image = T.to_unit(image)
+            for op, k in funcs:
+                image, mask = _apply_op(op, aug, image, mask, seeds[k + 3])
+            return image, (mask if seg else target)
+
+        if funcs:
+            target = "image and mask" if seg else "image"
+            kind = "0..1 float" if needs_float else "uint8"
+            steps.append(
+                Step("augment", f"{'; '.join(descr)} ({target}, {kind})", element_fn=augment)
+            )
+        else:
+            steps.append(Step("augment", "(drop seed)", element_fn=lambda e: (e[0], e[1])))
+        return steps
+
+    def _normalize_fn(self):
+        cfg = self.data_config
+
+        def fn(e):
+            image = T.to_unit(e[0]) if e[0].dtype == tf.uint8 else e[0]
+            return T.normalize_unit(image, cfg), e[1]
+
+        return fn
+
+    def _batch_op_steps(self, ops: list[str], seg: bool) -> list[Step]:
+        cfg, aug = self.data_config, self.data_config.augment
+        steps = []
+        if ops:
+            steps.append(
+                Step(
+                    "batch_ops",
+                    f"0..1 float, one-hot targets ({self.num_classes} classes)",
+                    element_fn=self._to_unit_one_hot(),
+                )
+            )
+            seed = self.seed + 1
+            steps.append(
+                Step(
+                    "batch_ops",
+                    f"attach a per-batch seed (seed {seed}, fresh every epoch)",
+                    dataset_fn=lambda ds: tf.data.Dataset.zip(
+                        (
+                            ds,
+                            tf.data.Dataset.random(
+                                seed=seed, rerandomize_each_iteration=True
+                            ).batch(2),
+                        )
+                    ),
+                )
+            )
+            mix, cut = aug.mixup, aug.cutmix
+
+            def mixing(e):
+                (images, targets), s = e
+                s = T.split_seed(s, 3)
+                if mix and cut:
+                    return tf.cond(
+                        T._uniform(s[2]) < 0.5,
+                        lambda: T.mixup(images, targets, s[0], mix),
+                        lambda: T.cutmix(images, targets, s[1], cut),
+                    )
+                if mix:
+                    return T.mixup(images, targets, s[0], mix)
+                return T.cutmix(images, targets, s[1], cut)
+
+            names = " or ".join(f"{o} alpha={getattr(aug, o)}" for o in ops) + (
+                " (one per batch, 50/50)" if len(ops) == 2 else ""
+            )
+            steps.append(Step("batch_ops", names, element_fn=mixing))
+        steps.append(
+            Step(
+                "batch_ops",
+                f"0..1 then normalize {cfg.normalize}",
+                element_fn=self._normalize_fn(),
+            )
+        )
+        return steps
+
+    def _to_unit_one_hot(self):
+        k = self.num_classes
+
+        def fn(e):
+            image = T.to_unit(e[0]) if e[0].dtype == tf.uint8 else e[0]
+            return image, tf.one_hot(e[1], k, dtype=tf.float32)
+
+        return fn
+
+    def plan_text(self, splits=("train", "validation", "test")) -> str:
+        """The plan of every split as text (what ``kerasflow data plan`` prints)."""
+        blocks = []
+        for split in splits:
+            if self.size(split) == 0:
+                blocks.append(f"{split} (0 examples): empty")
+                continue
+            head = f"{split} ({self.size(split)} examples)"
+            blocks.append(head + "\n" + format_plan(self.plan(split)))
+        return "\n\n".join(blocks)
+
+    # ------------------------------------------------------------------ datasets
+    def dataset(
+        self, split: str, training: bool | None = None, batch: bool = True
+    ) -> tf.data.Dataset:
+        """The ``tf.data.Dataset`` of ``(image, target)`` for one split.
+
+        Args:
+            split: ``train``, ``validation`` or ``test``.
+            training: shuffle and augment; defaults to ``split == "train"``.
+            batch: batch, apply batch-level ops and prefetch (False gives single
+                normalised examples, without MixUp/CutMix).
+        """
+        steps = self.plan(split, training=training, batch=batch)
+        return run_plan(steps, self.data_config.deterministic)
 
 
-def prepare(data_config, seed: int = 0) -> PreparedData:
-    """Load the source once and assign splits."""
-    source = load_source(data_config)
-    indices = splits_lib.assign_splits(
-        source.keys, source.labels, data_config.split, seed=seed, stratify=data_config.split.stratify
-    )
-    log.info(
-        "data %s: %s", data_config.source, {k: int(len(v)) for k, v in indices.items()}
-    )
+def _deterministic_fn(cfg, seg: bool):
+    if seg:
+        return lambda e: tuple(T.deterministic(e[0], cfg, e[1]))
+    return lambda e: (T.deterministic(e[0], cfg), e[1])
+
+
+def _describe_op(op: str, aug) -> str:
+    value = getattr(aug, op)
+    if op in ("horizontal_flip", "vertical_flip"):
+        return op
+    if op == "randaugment":
+        return f"randaugment num_ops={value.num_ops} magnitude={value.magnitude}"
+    return f"{op} {value}"
+
+
+def _apply_op(op: str, aug, image, mask, seed):
+    """One random op; geometric ones move the mask (nearest) too."""
+    if op == "horizontal_flip":
+        return T.flip(image, mask, seed, horizontal=True)
+    if op == "vertical_flip":
+        return T.flip(image, mask, seed, horizontal=False)
+    if op == "rotation":
+        return T.random_rotation(image, mask, seed, aug.rotation)
+    if op == "zoom":
+        return T.random_zoom(image, mask, seed, aug.zoom)
+    if op == "translation":
+        return T.random_translation(image, mask, seed, aug.translation)
+    if op == "brightness":
+        return T.random_brightness(image, seed, aug.brightness), mask
+    if op == "contrast":
+        return T.random_contrast(image, seed, aug.contrast), mask
+    if op == "saturation":
+        return T.random_saturation(image, seed, aug.saturation), mask
+    if op == "hue":
+        return T.random_hue(image, seed, aug.hue), mask
+    if op == "random_erasing":
+        return T.random_erasing(image, seed, aug.random_erasing), mask
+    if op == "randaugment":
+        r = aug.randaugment
+        return T.randaugment(image, seed, r.num_ops, r.magnitude), mask
+    raise ValueError(f"Unknown augment op. Received: op={op!r}")
+
+
+def prepare(data_config, seed: int = 0, source: SourceData | None = None) -> PreparedData:
+    """Load the source once (scanning its files) and assign splits.
+
+    Args:
+        data_config: the ``data:`` section (:class:`kerasflow.config.DataConfig`).
+        seed: decides split hashing, shuffling and augmentation.
+        source: an already loaded source (e.g. :func:`~kerasflow.pipelines.from_arrays`)
+            instead of ``data.source``.
+
+    Raises:
+        DataError: a bad file (with ``on_bad_image: error``), label, mask or folder,
+            naming it.
+
+    Example:
+        >>> data = prepare(kerasflow.load_config().data, seed=42)
+        >>> data.size("train"), data.num_classes
+    """
+    source = load_source(data_config) if source is None else source
+    enabled = set(data_config.augment.enabled())
+    if source.task == "segmentation" and enabled & (BATCH_OPS | {"randaugment"}):
+        raise DataError(
+            f"data.augment {sorted(enabled & (BATCH_OPS | {'randaugment'}))} are for "
+            "classification. Remove them for segmentation sources."
+        )
+    indices = splits_lib.assign(source, data_config.split, seed=seed)
+    log.info("data %s: %s", data_config.source, {k: int(len(v)) for k, v in indices.items()})
+    if source.skipped:
+        log.warning("data %s: skipped %d bad files", data_config.source, len(source.skipped))
     return PreparedData(data_config=data_config, source=source, indices=indices, seed=seed)
 
 
-def build(data_config, split: str = "train", seed: int = 0, training: bool | None = None) -> tf.data.Dataset:
-    """A batched ``tf.data.Dataset`` of ``(image, label)`` for one split.
+def build(
+    data_config, split: str = "train", seed: int = 0, training: bool | None = None
+) -> tf.data.Dataset:
+    """A batched ``tf.data.Dataset`` of ``(image, target)`` for one split.
 
     Example:
         >>> import kerasflow

@@ -19,7 +19,9 @@ def stable_unit(key: str, seed: int = 0) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def assign_splits(keys, labels, fractions, seed: int = 0, stratify: bool = True) -> dict[str, np.ndarray]:
+def assign_splits(
+    keys, labels, fractions, seed: int = 0, stratify: bool = False
+) -> dict[str, np.ndarray]:
     """Indices of each split.
 
     Without ``stratify`` each key goes by its hash against the cumulative
@@ -44,3 +46,42 @@ def assign_splits(keys, labels, fractions, seed: int = 0, stratify: bool = True)
         for s_i, s in enumerate(SPLITS):
             out[s].extend(order[which == s_i].tolist())
     return {s: np.array(sorted(v), dtype=np.int64) for s, v in out.items()}
+
+
+def resolve_mode(source, split_config) -> str:
+    """``source`` or ``fractions`` for this source (``auto``: source splits where they exist)."""
+    has_parts = source.parts is not None and any(source.parts)
+    mode = split_config.mode
+    if mode == "auto":
+        return "source" if has_parts else "fractions"
+    if mode == "source" and not has_parts:
+        from kerasflow.errors import DataError
+
+        raise DataError(
+            f"data.split.mode is 'source' but {source.name!r} has no splits of its own. "
+            "Use mode: fractions (or auto)."
+        )
+    return mode
+
+
+def assign(source, split_config, seed: int = 0) -> dict[str, np.ndarray]:
+    """Indices (into the source's examples) of train, validation and test.
+
+    With the source's own splits, each kerasflow split takes the examples of
+    the part named in ``split.source_names``; a validation part the source
+    lacks is carved from train: the examples whose key hashes below the
+    ``validation`` fraction.
+    """
+    if resolve_mode(source, split_config) == "fractions":
+        return assign_splits(
+            source.keys, source.labels, split_config, seed=seed, stratify=split_config.stratify
+        )
+    parts = np.array(source.parts)
+    names = split_config.source_names
+    out = {s: np.flatnonzero(parts == names.get(s, s)) for s in SPLITS}
+    if "validation" not in names or not len(out["validation"]):
+        train = out["train"]
+        units = np.array([stable_unit(source.keys[i], seed) for i in train])
+        out["validation"] = train[units < split_config.validation]
+        out["train"] = train[units >= split_config.validation]
+    return {s: np.sort(v).astype(np.int64) for s, v in out.items()}
