@@ -52,10 +52,27 @@ class ExperimentConfig(Section):
 
 # ---------------------------------------------------------------------- data
 class SplitConfig(Section):
+    """How examples are divided into train/validation/test.
+
+    ``mode: fractions`` assigns each example by a hash of its key (the path
+    relative to the source), so adding files never moves an existing file to
+    another split. ``stratify: true`` instead ranks the hashes inside each
+    class for exact per-class shares; a new file may then shift one neighbour
+    at a class's boundary. ``mode: source`` uses the source's own splits
+    (TFDS), named by ``source_names``; a missing validation split is carved
+    from train by the ``validation`` fraction. ``auto`` is ``source`` for TFDS
+    and ``fractions`` otherwise.
+    """
+
     train: float = 0.7
     validation: float = 0.1
     test: float = 0.2
-    stratify: bool = True
+    stratify: bool = False
+    mode: Literal["auto", "fractions", "source"] = "auto"
+    source_names: dict[str, str] = Field(
+        default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"},
+        description="kerasflow split -> the source's split name (TFDS slicing allowed)",
+    )
 
     @model_validator(mode="after")
     def _fractions_sum_to_one(self):
@@ -65,37 +82,184 @@ class SplitConfig(Section):
                 "split fractions must be >= 0 and sum to 1. "
                 f"Received: train={self.train}, validation={self.validation}, test={self.test}"
             )
+        unknown = set(self.source_names) - {"train", "validation", "test"}
+        if unknown:
+            raise ValueError(
+                "source_names keys must be train, validation, test. "
+                f"Received: {sorted(unknown)}"
+            )
         return self
 
 
+class RandomResizedCropConfig(Section):
+    """Random crop of ``scale`` of the area and ``ratio`` aspect, resized to image_size."""
+
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not (0 < self.scale[0] <= self.scale[1] <= 1) or not (0 < self.ratio[0] <= self.ratio[1]):
+            raise ValueError(
+                "random_resized_crop needs 0 < scale[0] <= scale[1] <= 1 and "
+                f"0 < ratio[0] <= ratio[1]. Received: scale={self.scale}, ratio={self.ratio}"
+            )
+        return self
+
+
+class RandAugmentConfig(Section):
+    """RandAugment: ``num_ops`` random ops per image at ``magnitude`` (0..10)."""
+
+    num_ops: int = Field(default=2, ge=1, le=6)
+    magnitude: float = Field(default=9.0, ge=0.0, le=10.0)
+
+
+AUGMENT_OPS = (
+    "random_resized_crop",
+    "horizontal_flip",
+    "vertical_flip",
+    "rotation",
+    "zoom",
+    "translation",
+    "brightness",
+    "contrast",
+    "saturation",
+    "hue",
+    "randaugment",
+    "random_erasing",
+    "mixup",
+    "cutmix",
+)
+
+
 class AugmentConfig(Section):
-    """Random augmentation applied to the training split only."""
+    """Random augmentation applied to the training split only.
+
+    Element-level ops run in the order their keys appear in the config (kept
+    in ``order``); ``random_resized_crop`` always runs first because it
+    replaces the resize, and ``mixup``/``cutmix`` run on whole batches.
+    """
 
     horizontal_flip: bool = False
     vertical_flip: bool = False
     rotation: float = Field(default=0.0, ge=0.0, le=1.0, description="fraction of a full turn")
     zoom: float = Field(default=0.0, ge=0.0, lt=1.0)
     translation: float = Field(default=0.0, ge=0.0, lt=1.0, description="fraction of size")
-    brightness: float = Field(default=0.0, ge=0.0, le=1.0)
-    contrast: float = Field(default=0.0, ge=0.0, le=1.0)
+    brightness: float = Field(default=0.0, ge=0.0, le=1.0, description="max delta on 0..1")
+    contrast: float = Field(default=0.0, ge=0.0, le=1.0, description="factor in 1 +- contrast")
+    saturation: float = Field(default=0.0, ge=0.0, le=1.0, description="factor in 1 +- value")
+    hue: float = Field(default=0.0, ge=0.0, le=0.5, description="max hue shift (turns)")
+    random_erasing: float = Field(default=0.0, ge=0.0, le=1.0, description="probability")
+    random_resized_crop: RandomResizedCropConfig | None = None
+    randaugment: RandAugmentConfig | None = None
+    mixup: float = Field(default=0.0, ge=0.0, description="Beta(alpha, alpha); 0 is off")
+    cutmix: float = Field(default=0.0, ge=0.0, description="Beta(alpha, alpha); 0 is off")
+    order: list[str] = Field(
+        default_factory=list, description="declared order of the ops (filled from the keys)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _record_order(cls, data):
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("random_resized_crop", "randaugment"):
+                if data.get(key) is True:
+                    data[key] = {}
+                elif data.get(key) is False:
+                    data[key] = None
+            declared = [k for k in data if k in AUGMENT_OPS]
+            given = list(data.get("order") or [])
+            bad = [k for k in given if k not in AUGMENT_OPS]
+            if bad:
+                raise ValueError(f"unknown augment op in order: {bad}. Choose from {AUGMENT_OPS}")
+            data["order"] = given + [k for k in declared if k not in given]
+        return data
+
+    def enabled(self) -> list[str]:
+        """Enabled op names: declared ones in declared order, then the rest in field order."""
+        names = list(self.order) + [k for k in AUGMENT_OPS if k not in self.order]
+        return [k for k in names if getattr(self, k) not in (None, False, 0, 0.0)]
+
+
+class TfdsConfig(Section):
+    """Options of a ``tfds:<name>[:<version>]`` source."""
+
+    data_dir: str | None = None
+    download: bool = Field(default=False, description="false: use data already prepared")
+    image_key: str = "image"
+    label_key: str = "label"
+    mask_key: str | None = Field(default=None, description="segmentation mask feature")
+
+
+class TfrecordConfig(Section):
+    """The feature spec of a TFRecord source of encoded images."""
+
+    image_key: str = "image/encoded"
+    label_key: str = "image/class/label"
+    label_type: Literal["int", "string"] = "int"
+    mask_key: str | None = Field(default=None, description="encoded PNG mask feature")
 
 
 class DataConfig(Section):
+    """The ``data:`` section: where examples come from and how they are prepared.
+
+    ``source`` is one of: ``digits``; a ``.npz`` file (``images``/``x``,
+    ``labels``/``y``, optional ``masks``); a folder with one subfolder per
+    class; a folder with ``images/`` and ``masks/`` (segmentation); a ``.csv``
+    or ``.jsonl`` manifest of ``path,label`` relative to ``root``; a
+    ``.tfrecord`` file or glob; ``tfds:<name>[:<version>]``; or
+    ``synthetic:shapes_segmentation`` (generated once under ``root``).
+    """
+
     source: str = Field(
         default="digits",
-        description="digits | a folder | a .npz file | tfds:<name>[:<version>] | ...",
+        description="digits | a folder | a .npz file | a manifest | a tfrecord glob | "
+        "tfds:<name>[:<version>] | synthetic:shapes_segmentation",
+    )
+    root: str | None = Field(
+        default=None, description="manifest root (default: its folder); synthetic data folder"
     )
     image_size: tuple[int, int] = (16, 16)
     channels: Literal[1, 3] = 1
+    resize: Literal["stretch", "pad", "crop"] = Field(
+        default="stretch", description="stretch, pad to keep aspect, or crop to aspect"
+    )
+    interpolation: Literal["bilinear", "bicubic", "area", "nearest"] = "bilinear"
+    antialias: bool = False
+    center_crop: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="keep this central fraction before resizing"
+    )
     batch_size: int = Field(default=64, ge=1)
     split: SplitConfig = Field(default_factory=SplitConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    normalize: Literal["unit", "symmetric", "imagenet", "none"] = "unit"
+    normalize: Literal["unit", "symmetric", "imagenet", "mean_std", "none"] = "unit"
+    mean: list[float] | None = Field(default=None, description="mean_std: per channel, 0..1 scale")
+    std: list[float] | None = Field(default=None, description="mean_std: per channel, 0..1 scale")
     cache: bool | str = True
     shuffle_buffer: int = Field(default=2048, ge=0)
     deterministic: bool = True
     on_bad_image: Literal["error", "skip"] = "error"
+    min_image_side: int = Field(default=1, ge=1, description="smaller images are an error")
     class_names: list[str] | None = None
+    tfds: TfdsConfig = Field(default_factory=TfdsConfig)
+    tfrecord: TfrecordConfig = Field(default_factory=TfrecordConfig)
+
+    @model_validator(mode="after")
+    def _check_normalize(self):
+        if self.normalize == "mean_std":
+            for name in ("mean", "std"):
+                value = getattr(self, name)
+                if value is None or len(value) != self.channels:
+                    raise ValueError(
+                        f"normalize: mean_std needs {name} with one value per channel "
+                        f"({self.channels}). Received: {name}={value}"
+                    )
+            if min(self.std) <= 0:
+                raise ValueError(f"std values must be > 0. Received: std={self.std}")
+        if min(self.image_size) < 1:
+            raise ValueError(f"image_size must be positive. Received: {self.image_size}")
+        return self
 
 
 # --------------------------------------------------------------------- model
