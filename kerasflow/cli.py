@@ -124,6 +124,50 @@ def ui(port, host, uri):
     sys.exit(subprocess.call(cmd, env=subprocess_env()))
 
 
+# ---- data (pipelines engineer): plan, preview, check
+@cli.group()
+def data():
+    """Inspect the data pipeline of a run config: plan, preview, check."""
+
+
+@data.command("plan")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_set_option
+def data_plan(config, overrides):
+    """Print the tf.data plan, step by step, for each split."""
+    from kerasflow import pipelines
+
+    cfg = kerasflow.load_config(config, list(overrides))
+    click.echo(pipelines.prepare(cfg.data, cfg.experiment.seed).plan_text())
+
+
+@data.command("preview")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", default="grid.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--count", default=16, show_default=True, type=int, help="Samples in the grid.")
+@_set_option
+def data_preview(config, out, count, overrides):
+    """Write a grid of augmented training samples (masks overlaid) to --out."""
+    from kerasflow.pipelines.preview import write_preview
+
+    cfg = kerasflow.load_config(config, list(overrides))
+    click.echo(f"Wrote {write_preview(cfg.data, out, seed=cfg.experiment.seed, count=count)}")
+
+
+@data.command("check")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_set_option
+def data_check(config, overrides):
+    """Scan every file once; report bad files, class counts and image sizes (exit 1 on problems)."""
+    from kerasflow.pipelines.check import check_data
+
+    cfg = kerasflow.load_config(config, list(overrides))
+    report = check_data(cfg.data)
+    click.echo(report.to_text())
+    if not report.ok:
+        sys.exit(1)
+
+
 def main(argv=None):
     """Console-script entry point."""
     cli.main(args=argv, prog_name="kerasflow")

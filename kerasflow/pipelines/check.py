@@ -1,0 +1,188 @@
+"""``kerasflow data check``: scan every file once and report problems before training.
+
+Reports unreadable, truncated, empty and non-image files, files whose content
+does not match their extension, labels or mask values outside
+``class_names``, class counts and image-size statistics. Nothing is printed
+here; :meth:`CheckReport.to_text` gives the text the CLI shows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kerasflow.errors import DataError
+from kerasflow.pipelines import scan as scan_lib
+from kerasflow.pipelines.sources import load_source
+
+
+@dataclass
+class CheckReport:
+    """The result of :func:`check_data`.
+
+    Attributes:
+        source: the ``data.source`` checked.
+        task: classification or segmentation.
+        num_examples: usable examples.
+        class_counts: examples per class (segmentation: images containing it).
+        problems: ``(path, reason)`` for every bad file.
+        notes: ``(path, note)`` for suspicious but usable files (e.g. PNG data
+            in a ``.jpg``).
+        errors: problems that stop the source from loading at all.
+        sizes: ``(width, height)`` of every good file scanned.
+        modes: counts of PIL modes (RGB, L, P, CMYK, ...).
+        ignored: files left out for their extension, by extension.
+    """
+
+    source: str
+    task: str = "classification"
+    num_examples: int = 0
+    class_counts: dict[str, int] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    modes: dict[str, int] = field(default_factory=dict)
+    ignored: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing would stop or degrade training."""
+        return not self.problems and not self.errors
+
+    def size_stats(self) -> dict[str, dict[str, float]]:
+        """min / median / max / mean of widths and heights."""
+        if not self.sizes:
+            return {}
+        arr = np.array(self.sizes, dtype=np.float64)
+        out = {}
+        for i, name in enumerate(("width", "height")):
+            col = arr[:, i]
+            out[name] = {
+                "min": float(col.min()),
+                "median": float(np.median(col)),
+                "max": float(col.max()),
+                "mean": round(float(col.mean()), 1),
+            }
+        return out
+
+    def to_text(self) -> str:
+        """A human-readable report."""
+        lines = [f"source: {self.source} ({self.task}), {self.num_examples} usable examples"]
+        for err in self.errors:
+            lines.append(f"ERROR: {err}")
+        if self.class_counts:
+            counts = ", ".join(f"{k}: {v}" for k, v in self.class_counts.items())
+            lines.append(f"classes ({len(self.class_counts)}): {counts}")
+        for name, st in self.size_stats().items():
+            lines.append(
+                f"{name}: min {st['min']:.0f}, median {st['median']:.0f}, "
+                f"max {st['max']:.0f}, mean {st['mean']}"
+            )
+        if self.modes:
+            lines.append("modes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.modes.items())))
+        if self.ignored:
+            total = sum(self.ignored.values())
+            by_ext = ", ".join(f"{k} {v}" for k, v in sorted(self.ignored.items()))
+            lines.append(f"ignored (unsupported extension): {total} ({by_ext})")
+        if self.problems:
+            lines.append(f"problems ({len(self.problems)}):")
+            lines.extend(f"  {path}: {reason}" for path, reason in self.problems)
+        if self.notes:
+            lines.append(f"notes ({len(self.notes)}):")
+            lines.extend(f"  {path}: {note}" for path, note in self.notes)
+        lines.append(
+            "OK" if self.ok else f"{len(self.problems) + len(self.errors)} problem(s) found"
+        )
+        return "\n".join(lines)
+
+
+def check_data(data_config) -> CheckReport:
+    """Scan every file of ``data.source`` once (fully decoding each) and report.
+
+    Bad files never raise here, whatever ``on_bad_image`` says; a source that
+    cannot load at all (an empty class folder, a mask without an image, a
+    label outside ``class_names``) is reported in ``errors``.
+    """
+    report = CheckReport(source=data_config.source)
+    lenient = data_config.model_copy(update={"on_bad_image": "skip"})
+    try:
+        src = load_source(lenient)
+    except DataError as exc:
+        report.errors.append(str(exc))
+        return report
+    report.task = src.task
+    report.num_examples = len(src)
+    report.ignored = dict(src.ignored)
+    report.problems.extend(src.skipped)
+    modes: Counter = Counter()
+    bad_idx = set()
+    if src.kind == "files":
+        files = list(src.paths) + list(src.mask_paths or [])
+        n = len(src.paths)
+        for i, path in enumerate(files):
+            info = scan_lib.full_scan(path)
+            if info.problem is not None:
+                report.problems.append((path, info.problem))
+                bad_idx.add(i % n)
+                continue
+            if info.note:
+                report.notes.append((path, info.note))
+            if i < n:
+                report.sizes.append((info.width, info.height))
+                modes[info.mode] += 1
+    elif src.kind == "arrays":
+        h, w = src.images.shape[1:3]
+        report.sizes = [(int(w), int(h))] * len(src)
+        modes[{1: "L", 3: "RGB", 4: "RGBA"}[src.images.shape[-1]]] = len(src)
+    else:
+        _scan_stream(src, report, modes)
+    report.modes = dict(modes)
+    report.num_examples = len(src) - len(bad_idx)
+    good = [i for i in range(len(src)) if i not in bad_idx]
+    if src.task == "segmentation":
+        report.class_counts = _mask_class_counts(src, good, report)
+    else:
+        counts = np.bincount(src.labels[good], minlength=len(src.class_names))
+        report.class_counts = {
+            name: int(c) for name, c in zip(src.class_names, counts, strict=True)
+        }
+    return report
+
+
+def _scan_stream(src, report: CheckReport, modes: Counter) -> None:
+    import tensorflow as tf
+
+    parts = list(dict.fromkeys(src.parts))
+    for part in parts:
+        ds = src.reader(part).map(src.decoder)
+        try:
+            for image, _ in ds.as_numpy_iterator():
+                report.sizes.append((int(image.shape[1]), int(image.shape[0])))
+                modes["decoded"] += 1
+        except tf.errors.OpError as exc:
+            report.problems.append((f"{src.name} {part}".strip(), f"unreadable ({exc.message})"))
+
+
+def _mask_class_counts(src, good: list[int], report: CheckReport) -> dict[str, int]:
+    names = src.class_names
+    counts = np.zeros(len(names), np.int64)
+    if src.kind == "arrays":
+        masks = (src.masks[i] for i in good)
+    elif src.kind == "files":
+        masks = (scan_lib.read_mask(src.mask_paths[i]) for i in good)
+    else:
+        return {}
+    for i, mask in zip(good, masks, strict=False):
+        present = np.unique(mask)
+        outside = present[present >= len(names)]
+        if len(outside):
+            where = src.mask_paths[i] if src.mask_paths else src.keys[i]
+            report.problems.append(
+                (where, f"mask values {outside.tolist()} outside class_names ({len(names)})")
+            )
+            present = present[present < len(names)]
+        counts[present] += 1
+    return {name: int(c) for name, c in zip(names, counts, strict=True)}
