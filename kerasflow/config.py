@@ -351,7 +351,7 @@ class TrackingConfig(Section):
     experiment: str | None = Field(default=None, description="default: experiment.name")
     run_name: str | None = None
     registered_model: str | None = Field(default=None, description="default: experiment.name")
-    register: bool = True
+    register_model: bool = True
     champion_metric: str = "test_accuracy"
     champion_mode: Literal["max", "min"] = "max"
     log_model: bool = True

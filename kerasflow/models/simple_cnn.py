@@ -18,6 +18,7 @@ def simple_cnn(
     include_top: bool = True,
     pooling: str = "avg",
     weight_decay: float = 0.0,
+    bn_momentum: float = 0.99,
 ):
     """Conv blocks of two 3x3 convolutions each, doubling width, then a dense head.
 
@@ -31,6 +32,7 @@ def simple_cnn(
         include_top: classifier head, or the pooled features only.
         pooling: ``avg``, ``max`` or ``flatten`` for the features.
         weight_decay: L2 factor on kernels.
+        bn_momentum: momentum of the batch-norm moving statistics (0.9 suits short runs).
     """
     if depth < 1 or width < 1:
         raise ValueError(f"depth and width must be >= 1. Received: depth={depth}, width={width}")
@@ -51,7 +53,7 @@ def simple_cnn(
                 name=prefix,
             )(x)
             if batch_norm:
-                x = layers.BatchNormalization(name=f"{prefix}_bn")(x)
+                x = layers.BatchNormalization(momentum=bn_momentum, name=f"{prefix}_bn")(x)
             x = layers.Activation("relu", name=f"{prefix}_relu")(x)
         if size >= 4:
             x = layers.MaxPooling2D(2, name=f"{name}_block{b + 1}_pool")(x)
