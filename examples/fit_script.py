@@ -34,7 +34,9 @@ def main(argv=None) -> dict:
         metrics=["accuracy"],
     )
     callback = MlflowCallback(experiment="fit-script", tracking_uri=args.tracking_uri)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=[callback], verbose=2)
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=[callback], verbose=2
+    )
     print(f"MLflow run {callback.run_id}: val_accuracy {history.history['val_accuracy'][-1]:.4f}")
     return {"run_id": callback.run_id, "history": history.history}
 

@@ -44,7 +44,10 @@ class _Group(click.Group):
             if debug:
                 traceback.print_exc()
             else:
-                click.echo(f"Error: {type(exc).__name__}: {exc}\n(run with --debug for the traceback)", err=True)
+                click.echo(
+                    f"Error: {type(exc).__name__}: {exc}\n(run with --debug for the traceback)",
+                    err=True,
+                )
             ctx.exit(1)
 
 
@@ -66,7 +69,10 @@ def cli(ctx, debug):
 
 
 _set_option = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Override a config field by dotted path, e.g. --set train.epochs=5 (repeatable).",
 )
 
@@ -88,22 +94,43 @@ def train(config, overrides):
         click.echo(f"MLflow run:        {result.run_id} (experiment {cfg.tracking_experiment!r})")
     if result.registered:
         reg = result.registered
-        status = "champion" if reg.champion else f"not champion (champion stays version {reg.previous_champion})"
+        status = (
+            "champion"
+            if reg.champion
+            else f"not champion (champion stays version {reg.previous_champion})"
+        )
         click.echo(f"Registered model:  models:/{reg.name}/{reg.version} ({status})")
-    click.echo(f"Open the MLflow UI: kerasflow ui{'' if not cfg.tracking.uri else ' --uri ' + cfg.tracking.uri}")
+    click.echo(
+        f"Open the MLflow UI: kerasflow ui{'' if not cfg.tracking.uri else ' --uri ' + cfg.tracking.uri}"
+    )
 
 
 @cli.command()
 @click.argument("model")
-@click.option("--config", "config", type=click.Path(dir_okay=False), help="Run config (default: the model's run's config).")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "validation", "test"]))
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False), help="Folder for the report files.")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    help="Run config (default: the model's run's config).",
+)
+@click.option(
+    "--split", default="test", show_default=True, type=click.Choice(["train", "validation", "test"])
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder for the report files.",
+)
 @_set_option
 def evaluate(model, config, split, out_dir, overrides):
     """Evaluate MODEL (models:/NAME@alias, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file)."""
     from kerasflow.training.evaluate import evaluate_model
 
-    report, written = evaluate_model(model, config, split=split, out_dir=out_dir, overrides=list(overrides))
+    report, written = evaluate_model(
+        model, config, split=split, out_dir=out_dir, overrides=list(overrides)
+    )
     click.echo(f"{split} split: {report['num_examples']} examples")
     for key in ("accuracy", "top3_accuracy", "macro_precision", "macro_recall", "macro_f1"):
         if key in report:
@@ -114,7 +141,11 @@ def evaluate(model, config, split, out_dir, overrides):
 @cli.command()
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--uri", default=None, help="Tracking store (default: ./mlruns/mlflow.db or $MLFLOW_TRACKING_URI).")
+@click.option(
+    "--uri",
+    default=None,
+    help="Tracking store (default: ./mlruns/mlflow.db or $MLFLOW_TRACKING_URI).",
+)
 def ui(port, host, uri):
     """Open the MLflow UI on this store (bound to 127.0.0.1 unless --host says otherwise)."""
     from kerasflow.tracking.store import subprocess_env, ui_command

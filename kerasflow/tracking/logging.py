@@ -160,7 +160,9 @@ class RunTracker:
         ]
         active = mlflow.active_run()
         if active is None or active.info.run_id != self.run_id:
-            raise TrackingError(f"Run {self.run_id} is not the active MLflow run; cannot log a model.")
+            raise TrackingError(
+                f"Run {self.run_id} is not the active MLflow run; cannot log a model."
+            )
         info = mlflow.keras.log_model(
             model, name=name, signature=signature, pip_requirements=requirements
         )
@@ -263,7 +265,9 @@ class MlflowCallback(keras.callbacks.Callback):
                 uri = mlflow.get_tracking_uri()
                 self.tracker = RunTracker(uri, active.info.run_id, active.info.experiment_id)
             else:
-                self.tracker = start_tracker(self.experiment, self.tracking_uri, run_name=self.run_name)
+                self.tracker = start_tracker(
+                    self.experiment, self.tracking_uri, run_name=self.run_name
+                )
                 self._own = True
         self._logged = set(self.tracker.metric_history("loss"))
 

@@ -79,11 +79,20 @@ def register(
         client.set_registered_model_alias(name, CHAMPION, mv.version)
     log.info(
         "registered %s version %s (%s=%s); champion: %s",
-        name, mv.version, metric, value, "yes" if wins else f"no, stays {old_version}",
+        name,
+        mv.version,
+        metric,
+        value,
+        "yes" if wins else f"no, stays {old_version}",
     )
     return RegisteredVersion(
-        name=name, version=str(mv.version), champion=wins, metric=metric, value=value,
-        previous_champion=old_version, previous_value=old_value,
+        name=name,
+        version=str(mv.version),
+        champion=wins,
+        metric=metric,
+        value=value,
+        previous_champion=old_version,
+        previous_value=old_value,
     )
 
 
@@ -103,7 +112,9 @@ def run_id_of(model: str, uri: str | None = None) -> str | None:
                 return client.get_model_version(name, version).run_id
             return client.get_logged_model(rest).source_run_id
     except MlflowException as exc:
-        raise TrackingError(f"Cannot find model {model!r} in the MLflow store: {exc.message}") from exc
+        raise TrackingError(
+            f"Cannot find model {model!r} in the MLflow store: {exc.message}"
+        ) from exc
     return None
 
 

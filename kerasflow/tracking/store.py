@@ -77,6 +77,14 @@ def server_command(
     uri = resolve_tracking_uri(backend_uri)
     dest = artifacts_destination or artifact_root_for(uri) or default_artifact_root()
     return [
-        *_mlflow_cli(), "server", "--backend-store-uri", uri, "--artifacts-destination", dest,
-        "--host", host, "--port", str(port),
+        *_mlflow_cli(),
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--artifacts-destination",
+        dest,
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]

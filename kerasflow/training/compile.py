@@ -36,7 +36,9 @@ def build_schedule(compile_config, steps_per_epoch: int, epochs: int):
     )
 
 
-def build_optimizer(compile_config, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
+def build_optimizer(
+    compile_config, steps_per_epoch: int, epochs: int
+) -> keras.optimizers.Optimizer:
     """A Keras optimizer by name with its schedule, weight decay and gradient clipping."""
     opt = compile_config.optimizer
     lr = build_schedule(compile_config, steps_per_epoch, epochs)
@@ -71,7 +73,9 @@ def build_metrics(compile_config, num_classes: int) -> list:
     return [get_metric(name, num_classes) for name in compile_config.metrics]
 
 
-def compile_model(model: keras.Model, compile_config, steps_per_epoch: int, epochs: int, num_classes: int):
+def compile_model(
+    model: keras.Model, compile_config, steps_per_epoch: int, epochs: int, num_classes: int
+):
     """Compile ``model`` in place from the config (keywords only: Keras 3's third positional is loss_weights)."""
     model.compile(
         optimizer=build_optimizer(compile_config, steps_per_epoch, epochs),

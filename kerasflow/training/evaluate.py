@@ -63,13 +63,74 @@ def classification_report(y_true, probabilities, class_names, top_k=(3, 5)) -> d
     return report
 
 
-SCALAR_KEYS = ("accuracy", "top3_accuracy", "top5_accuracy", "macro_precision", "macro_recall",
-               "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1")
+def segmentation_report(y_true, probabilities, class_names) -> dict:
+    """Per-class IoU and Dice, mean IoU, pixel accuracy and the pixel confusion matrix.
+
+    Args:
+        y_true: integer masks ``(n, h, w)`` (or ``(n, h, w, 1)``).
+        probabilities: per-pixel class scores ``(n, h, w, classes)``.
+    """
+    y_true = np.asarray(y_true).astype(int).reshape(-1)
+    probs = np.asarray(probabilities)
+    n_classes = len(class_names)
+    if probs.shape[-1] != n_classes or probs.size // n_classes != y_true.size:
+        raise ValueError(
+            f"probabilities must have shape masks + ({n_classes},). Received: {probs.shape}"
+        )
+    y_pred = probs.reshape(-1, n_classes).argmax(axis=1)
+    cm = np.bincount(y_true * n_classes + y_pred, minlength=n_classes**2).reshape(
+        n_classes, n_classes
+    )
+    tp = np.diag(cm).astype(float)
+    union = cm.sum(axis=0) + cm.sum(axis=1) - tp
+    total = cm.sum(axis=0) + cm.sum(axis=1)
+    iou = np.divide(tp, union, out=np.full_like(tp, np.nan), where=union > 0)
+    dice = np.divide(2 * tp, total, out=np.full_like(tp, np.nan), where=total > 0)
+    return {
+        "num_examples": int(probs.shape[0]),
+        "pixel_accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "mean_iou": float(np.nanmean(iou)),
+        "mean_dice": float(np.nanmean(dice)),
+        "per_class": {
+            name: {
+                "iou": _nan_to_none(iou[i]),
+                "dice": _nan_to_none(dice[i]),
+                "pixels": int(cm[i].sum()),
+            }
+            for i, name in enumerate(class_names)
+        },
+        "class_names": list(class_names),
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+SCALAR_KEYS = (
+    "accuracy",
+    "top3_accuracy",
+    "top5_accuracy",
+    "macro_precision",
+    "macro_recall",
+    "macro_f1",
+    "weighted_precision",
+    "weighted_recall",
+    "weighted_f1",
+    "pixel_accuracy",
+    "mean_iou",
+    "mean_dice",
+)
 
 
 def scalar_metrics(report: dict, prefix: str = "test_") -> dict[str, float]:
     """The report's headline numbers as ``{prefix + name: value}`` for MLflow."""
     out = {f"{prefix}{k}": report[k] for k in SCALAR_KEYS if k in report}
+    if "mean_iou" in report:
+        for name, values in report["per_class"].items():
+            if values["iou"] is not None:
+                out[f"{prefix}iou_{name}"] = values["iou"]
     if "loss" in report:
         out[f"{prefix}loss"] = report["loss"]
     return out
@@ -80,13 +141,19 @@ def predict(model, dataset) -> np.ndarray:
     return np.asarray(model.predict(dataset.map(lambda x, y: x), verbose=0))
 
 
-def evaluate_classifier(model, prepared, split: str = "test", out_dir=None) -> dict:
+def evaluate_split(
+    model, prepared, split: str = "test", task: str = "classification", out_dir=None
+) -> dict:
     """Evaluate on one split; write ``evaluation_<split>.json`` and confusion-matrix PNGs to ``out_dir``."""
     ds = prepared.dataset(split, training=False)
     probs = predict(model, ds)
     labels = prepared.labels(split)
-    report = classification_report(labels, probs, prepared.class_names)
+    if task == "segmentation":
+        report = segmentation_report(labels, probs, prepared.class_names)
+    else:
+        report = classification_report(labels, probs, prepared.class_names)
     report["split"] = split
+    report["task"] = task
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -94,7 +161,10 @@ def evaluate_classifier(model, prepared, split: str = "test", out_dir=None) -> d
         cm = report["confusion_matrix"]
         plots.confusion_matrix_png(cm, prepared.class_names, out / f"confusion_matrix_{split}.png")
         plots.confusion_matrix_png(
-            cm, prepared.class_names, out / f"confusion_matrix_{split}_normalized.png", normalize=True
+            cm,
+            prepared.class_names,
+            out / f"confusion_matrix_{split}_normalized.png",
+            normalize=True,
         )
     return report
 
@@ -130,5 +200,5 @@ def evaluate_model(model: str, config=None, split: str = "test", out_dir=None, o
     keras_model = registry.load_model(model, cfg.tracking.uri)
     prepared = pipelines.prepare(cfg.data, cfg.experiment.seed)
     out = Path(out_dir) if out_dir else Path("evaluation") / split
-    report = evaluate_classifier(keras_model, prepared, split, out_dir=out)
+    report = evaluate_split(keras_model, prepared, split, cfg.experiment.task, out_dir=out)
     return report, out

@@ -120,7 +120,9 @@ def set_seeds(config: RunConfig) -> None:
 
 
 def work_dir_for(config: RunConfig) -> Path:
-    return Path(config.experiment.work_dir).resolve() / config.experiment.name / config.fingerprint()
+    return (
+        Path(config.experiment.work_dir).resolve() / config.experiment.name / config.fingerprint()
+    )
 
 
 def _as_config(config, overrides) -> RunConfig:
@@ -137,7 +139,9 @@ def _start(config: RunConfig, state: RunState) -> RunTracker:
     tr = config.tracking
     run_id = state.data.get("run_id") if (config.train.resume and state.unfinished) else None
     kwargs = dict(
-        experiment=config.tracking_experiment, uri=tr.uri, run_name=tr.run_name,
+        experiment=config.tracking_experiment,
+        uri=tr.uri,
+        run_name=tr.run_name,
         tags={**config.experiment.tags, "kerasflow.fingerprint": config.fingerprint()},
         enabled=tr.enabled,
     )
@@ -149,7 +153,9 @@ def _start(config: RunConfig, state: RunState) -> RunTracker:
     return start_tracker(**kwargs)
 
 
-def train(config: RunConfig | str | os.PathLike | None = None, overrides: list[str] | None = None) -> TrainResult:
+def train(
+    config: RunConfig | str | os.PathLike | None = None, overrides: list[str] | None = None
+) -> TrainResult:
     """Train, evaluate, track and register a model from a run config.
 
     Args:
@@ -186,9 +192,13 @@ def train(config: RunConfig | str | os.PathLike | None = None, overrides: list[s
 def _log_run_inputs(cfg: RunConfig, prepared, model, tracker: RunTracker, out: Path) -> None:
     tracker.log_params(cfg.to_dict())
     tracker.set_tags({"kerasflow.model": cfg.model.name, "kerasflow.task": cfg.experiment.task})
-    tracker.log_params({"model.num_params": model.count_params(),
-                        "data.num_classes": prepared.num_classes,
-                        **{f"data.size.{s}": prepared.size(s) for s in prepared.indices}})
+    tracker.log_params(
+        {
+            "model.num_params": model.count_params(),
+            "data.num_classes": prepared.num_classes,
+            **{f"data.size.{s}": prepared.size(s) for s in prepared.indices},
+        }
+    )
     tracker.log_text(cfg.to_yaml(), "config.yaml")
     lines: list[str] = []
     model.summary(print_fn=lambda s, **_: lines.append(s))
@@ -205,17 +215,23 @@ def _history(tracker: RunTracker, fit_history, initial_epoch: int) -> dict[str, 
     keys = list(fit_history.history)
     if tracker.enabled:
         return {k: tracker.metric_history(k) for k in keys}
-    return {k: {initial_epoch + i + 1: float(v) for i, v in enumerate(vals)}
-            for k, vals in fit_history.history.items()}
+    return {
+        k: {initial_epoch + i + 1: float(v) for i, v in enumerate(vals)}
+        for k, vals in fit_history.history.items()
+    }
 
 
-def _train(cfg: RunConfig, prepared, tracker: RunTracker, state: RunState, work: Path) -> TrainResult:
-    if cfg.experiment.task != "classification":
+def _train(
+    cfg: RunConfig, prepared, tracker: RunTracker, state: RunState, work: Path
+) -> TrainResult:
+    if cfg.experiment.task == "detection":
         raise ConfigError(
-            f"experiment.task {cfg.experiment.task!r} is not supported by this version's training "
-            "loop yet. Use task: classification."
+            "experiment.task 'detection' is not supported by this version's training loop yet. "
+            "Use task: classification or segmentation."
         )
-    model = models.build(cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params)
+    model = models.build(
+        cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
+    )
     batch = cfg.data.batch_size
     steps = cfg.train.steps_per_epoch or max(1, math.ceil(prepared.size("train") / batch))
     compile_model(model, cfg.compile, steps, cfg.train.epochs, prepared.num_classes)
@@ -228,8 +244,11 @@ def _train(cfg: RunConfig, prepared, tracker: RunTracker, state: RunState, work:
     ck_monitor = _monitor(cfg.train.checkpoint.monitor, has_val)
     best_path = work / "best.weights.h5"
     checkpoint = keras.callbacks.ModelCheckpoint(
-        str(best_path), monitor=ck_monitor, mode=_mode(ck_monitor, cfg.train.checkpoint.mode),
-        save_best_only=True, save_weights_only=True,
+        str(best_path),
+        monitor=ck_monitor,
+        mode=_mode(ck_monitor, cfg.train.checkpoint.mode),
+        save_best_only=True,
+        save_weights_only=True,
         initial_value_threshold=state.data.get("best") if state.unfinished else None,
     )
     callbacks: list[keras.callbacks.Callback] = [
@@ -241,10 +260,14 @@ def _train(cfg: RunConfig, prepared, tracker: RunTracker, state: RunState, work:
     es = cfg.train.early_stopping
     if es.enabled:
         es_monitor = _monitor(es.monitor, has_val)
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=es_monitor, mode=_mode(es_monitor, es.mode), patience=es.patience,
-            min_delta=es.min_delta,
-        ))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es_monitor,
+                mode=_mode(es_monitor, es.mode),
+                patience=es.patience,
+                min_delta=es.min_delta,
+            )
+        )
     backup_dir = work / "backup"
     initial_epoch = 0
     if cfg.train.resume:
@@ -258,19 +281,27 @@ def _train(cfg: RunConfig, prepared, tracker: RunTracker, state: RunState, work:
     train_ds = prepared.dataset("train")
     val_ds = prepared.dataset("validation") if has_val else None
     fit_history = model.fit(
-        train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
-        steps_per_epoch=cfg.train.steps_per_epoch, callbacks=callbacks,
+        train_ds,
+        validation_data=val_ds,
+        epochs=cfg.train.epochs,
+        steps_per_epoch=cfg.train.steps_per_epoch,
+        callbacks=callbacks,
         verbose=_verbosity(cfg.train.verbose),
     )
     if best_path.is_file():
         model.load_weights(str(best_path))
     else:
-        log.warning("no best checkpoint was written (monitor %s never improved); using last weights", ck_monitor)
+        log.warning(
+            "no best checkpoint was written (monitor %s never improved); using last weights",
+            ck_monitor,
+        )
 
     history = _history(tracker, fit_history, initial_epoch)
     plots.training_curves_png(history, out / "training_curves.png")
-    report = evaluation.evaluate_classifier(model, prepared, "test", out_dir=out)
-    test_loss = model.evaluate(prepared.dataset("test", training=False), verbose=0, return_dict=True)["loss"]
+    report = evaluation.evaluate_split(model, prepared, "test", cfg.experiment.task, out_dir=out)
+    test_loss = model.evaluate(
+        prepared.dataset("test", training=False), verbose=0, return_dict=True
+    )["loss"]
     report["loss"] = float(test_loss)
     (out / "evaluation_test.json").write_text(json.dumps(report, indent=2))
     test_metrics = evaluation.scalar_metrics(report)
@@ -285,13 +316,24 @@ def _train(cfg: RunConfig, prepared, tracker: RunTracker, state: RunState, work:
         model_uri = tracker.log_keras_model(model, example)
         if cfg.tracking.register_model:
             registered = model_registry.register(
-                model_uri, cfg.registered_model_name, tracker.run_id,
-                metric=cfg.tracking.champion_metric, mode=cfg.tracking.champion_mode,
+                model_uri,
+                cfg.registered_model_name,
+                tracker.run_id,
+                metric=cfg.tracking.champion_metric,
+                mode=cfg.tracking.champion_mode,
                 uri=tracker.uri,
             )
             tracker.set_tags({"kerasflow.registered_version": registered.version})
     return TrainResult(
-        model=model, history=history, test_metrics=test_metrics, report=report,
-        run_id=tracker.run_id, model_uri=model_uri, registered=registered, work_dir=work,
-        config=cfg, initial_epoch=initial_epoch, artifacts=artifacts,
+        model=model,
+        history=history,
+        test_metrics=test_metrics,
+        report=report,
+        run_id=tracker.run_id,
+        model_uri=model_uri,
+        registered=registered,
+        work_dir=work,
+        config=cfg,
+        initial_epoch=initial_epoch,
+        artifacts=artifacts,
     )

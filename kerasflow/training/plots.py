@@ -11,7 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def confusion_matrix_png(matrix, class_names, path, normalize: bool = False, title: str = "") -> Path:
+def confusion_matrix_png(
+    matrix, class_names, path, normalize: bool = False, title: str = ""
+) -> Path:
     """Write a labelled confusion matrix (rows: true, columns: predicted)."""
     m = np.asarray(matrix, dtype=float)
     if normalize:
@@ -30,8 +32,15 @@ def confusion_matrix_png(matrix, class_names, path, normalize: bool = False, tit
         for i in range(n):
             for j in range(n):
                 text = f"{m[i, j]:.2f}" if normalize else f"{int(m[i, j])}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                        color="white" if m[i, j] > peak / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if m[i, j] > peak / 2 else "black",
+                )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

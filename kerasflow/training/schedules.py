@@ -81,10 +81,16 @@ class EpochSchedule(keras.optimizers.schedules.LearningRateSchedule):
             rate = floor + (base - floor) * 0.5 * (1.0 + ops.cos(math.pi * frac))
         elif self.kind == "step":
             epoch = step / spe
-            drops = sum(ops.cast(epoch >= e, "float32") for e in self.step_epochs) if self.step_epochs else 0.0
+            drops = (
+                sum(ops.cast(epoch >= e, "float32") for e in self.step_epochs)
+                if self.step_epochs
+                else 0.0
+            )
             rate = base * ops.power(self.decay_rate, drops)
         else:  # exponential
-            rate = base * ops.power(self.decay_rate, ops.maximum(after, 0.0) / (self.decay_epochs * spe))
+            rate = base * ops.power(
+                self.decay_rate, ops.maximum(after, 0.0) / (self.decay_epochs * spe)
+            )
         if warmup > 0:
             rate = ops.where(step < warmup, base * (step + 1.0) / warmup, rate)
         return rate
