@@ -81,10 +81,8 @@ def run_plan(steps: list[Step], deterministic: bool) -> tf.data.Dataset:
     for step in steps:
         if step.element_fn is not None:
             pending.append(step.element_fn)
-            continue
-        ds = flush(ds)
-        if step.dataset_fn is not None:
-            ds = step.dataset_fn(ds)
+        elif step.dataset_fn is not None:
+            ds = step.dataset_fn(flush(ds))
     return flush(ds)
 
 
@@ -94,6 +92,8 @@ def _mark_fused(steps: list[Step]) -> list[Step]:
         if step.element_fn is not None:
             run.append(step)
             continue
+        if step.dataset_fn is None and step.stage != "end":
+            continue  # a no-op step (e.g. cache off) does not break a fused map
         if len(run) > 1:
             for s in run:
                 s.fused = True
@@ -205,8 +205,7 @@ class PreparedData:
         rrc = cfg.augment.random_resized_crop if "random_resized_crop" in enabled else None
         element_ops = [o for o in enabled if o not in BATCH_OPS and o != "random_resized_crop"]
         batch_ops = [o for o in enabled if o in BATCH_OPS] if not seg else []
-        steps: list[Step] = []
-        steps += self._read_steps(idx, decode=rrc is None or self.source.kind != "files")
+        steps: list[Step] = self._read_steps(idx, decode=rrc is None or self.source.kind != "files")
         if rrc is None:
             steps.append(
                 Step(
@@ -230,17 +229,31 @@ class PreparedData:
         steps.append(self._cache_step(split, training, rrc is not None))
         if training and cfg.shuffle_buffer:
             buf = min(cfg.shuffle_buffer, len(idx))
-            steps.append(
-                Step(
-                    "shuffle",
-                    f"buffer {buf}, seed {self.seed}, reshuffled every epoch",
-                    dataset_fn=lambda ds: ds.shuffle(
-                        buf, seed=self.seed, reshuffle_each_iteration=True
-                    ),
-                )
+            shuffle = Step(
+                "shuffle",
+                f"buffer {buf}, seed {self.seed}, reshuffled every epoch",
+                dataset_fn=lambda ds: ds.shuffle(
+                    buf, seed=self.seed, reshuffle_each_iteration=True
+                ),
             )
+            if cfg.cache or self.source.kind == "stream":
+                steps.append(shuffle)
+            else:
+                # Without a cache, shuffling the small (path, label) pairs before reading
+                # gives the same order at a fraction of the memory and start-up time.
+                shuffle.detail += " (no cache: on the file list, before reading)"
+                steps.insert(1, shuffle)
         if rrc is not None or element_ops:
-            steps += self._augment_steps(rrc, element_ops, seg)
+            aug_steps = self._augment_steps(rrc, element_ops, seg)
+            seeding, aug_steps = aug_steps[:2], aug_steps[2:]
+            if cfg.cache or self.source.kind == "stream":
+                steps += seeding
+            else:
+                # No cache: attach the seeds right after the (shuffled) list, so read,
+                # decode, resize and augment fuse into one parallel map.
+                first_map = next(i for i, st in enumerate(steps) if st.element_fn is not None)
+                steps[first_map:first_map] = seeding
+            steps += aug_steps
         if not batch:
             steps.append(
                 Step(
@@ -284,9 +297,11 @@ class PreparedData:
                 Step(
                     "read",
                     "tf.io.read_file",
-                    element_fn=(lambda e: (tf.io.read_file(e[0]), tf.io.read_file(e[1])))
-                    if seg
-                    else (lambda e: (tf.io.read_file(e[0]), e[1])),
+                    element_fn=_pair(
+                        (lambda x, t: (tf.io.read_file(x), tf.io.read_file(t)))
+                        if seg
+                        else (lambda x, t: (tf.io.read_file(x), t))
+                    ),
                 ),
             ]
             if decode:
@@ -294,9 +309,11 @@ class PreparedData:
                     Step(
                         "decode",
                         f"decode_image to {channels} channel(s)" + (", mask PNG" if seg else ""),
-                        element_fn=(lambda e: (T.decode_image(e[0], channels), T.decode_mask(e[1])))
-                        if seg
-                        else (lambda e: (T.decode_image(e[0], channels), e[1])),
+                        element_fn=_pair(
+                            (lambda x, t: (T.decode_image(x, channels), T.decode_mask(t)))
+                            if seg
+                            else (lambda x, t: (T.decode_image(x, channels), t))
+                        ),
                     )
                 )
             else:
@@ -530,10 +547,15 @@ class PreparedData:
         return run_plan(steps, self.data_config.deterministic)
 
 
+def _pair(fn):
+    """An element function applying ``fn(image, target)``, passing any seed through."""
+    return lambda e: tuple(fn(e[0], e[1])) + tuple(e[2:])
+
+
 def _deterministic_fn(cfg, seg: bool):
     if seg:
-        return lambda e: tuple(T.deterministic(e[0], cfg, e[1]))
-    return lambda e: (T.deterministic(e[0], cfg), e[1])
+        return _pair(lambda x, t: T.deterministic(x, cfg, t))
+    return _pair(lambda x, t: (T.deterministic(x, cfg), t))
 
 
 def _describe_op(op: str, aug) -> str:

@@ -40,17 +40,9 @@ def decode_image(data: tf.Tensor, channels: int) -> tf.Tensor:
         >>> image = decode_image(tf.io.read_file("cat.jpg"), channels=3)
     """
     data = tf.convert_to_tensor(data, tf.string)
-
-    def jpeg():
-        # channels=3 first: a CMYK JPEG cannot be decoded straight to gray.
-        return tf.io.decode_jpeg(data, channels=3)
-
-    def other():
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        return image
-
-    image = tf.cond(tf.io.is_jpeg(data), jpeg, other)
+    # channels=3 for every format: a CMYK JPEG, a BMP or a GIF cannot be decoded
+    # straight to gray; gray is taken from RGB below.
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     return to_channels(image, channels)
 
@@ -78,9 +70,12 @@ def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
 
 
 # --------------------------------------------------------------------------- geometry
-def _as_uint8(image: tf.Tensor) -> tf.Tensor:
+def _as_uint8(image: tf.Tensor, bounded: bool = False) -> tf.Tensor:
+    """Round a 0..255 float image to uint8; ``bounded``: values are known to be in range."""
     if image.dtype == tf.uint8:
         return image
+    if bounded:  # one pass instead of three: round half up, no clipping needed
+        return tf.cast(image + 0.5, tf.uint8)
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
@@ -142,7 +137,10 @@ def resize_image(
             _as_uint8(inner), (size[0] - nh) // 2, (size[1] - nw) // 2, size[0], size[1]
         )
     elif mode in ("stretch", "crop"):
-        out = _as_uint8(tf.image.resize(image, size, interpolation, antialias=antialias))
+        # Bilinear, area and nearest of uint8 pixels stay within 0..255 (bicubic overshoots).
+        bounded = interpolation != "bicubic" and not antialias and image.dtype == tf.uint8
+        resized = tf.image.resize(image, size, interpolation, antialias=antialias)
+        out = _as_uint8(resized, bounded)
     else:
         raise ValueError(f"Unknown resize mode. Received: mode={mode!r}")
     out.set_shape([size[0], size[1], image.shape[-1]])

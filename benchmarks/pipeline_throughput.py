@@ -1,0 +1,259 @@
+"""Training-input throughput of kerasflow pipelines against common alternatives.
+
+Generates JPEGs (500x375, 5 classes) in a temp folder and measures the
+steady-state images/s of a training pipeline at 224x224, batch 64, with a
+random horizontal flip, for:
+
+* kerasflow without cache, and with an in-memory cache (epochs 2+);
+* ``keras.utils.image_dataset_from_directory`` + the same flip;
+* a hand-written tf.data pipeline (list_files -> parallel map
+  decode+resize+flip -> batch -> prefetch);
+* a Python generator decoding with Pillow through ``Dataset.from_generator``.
+
+Contenders alternate within each repeat (so load on a shared machine hits all
+of them alike); the medians are reported. The input stall is the step time of
+a small model's ``fit`` fed by the cached kerasflow pipeline divided by the
+same ``fit`` fed by in-memory arrays.
+
+Prints one JSON object. ``--quick`` runs in under 3 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+SIZE = (224, 224)
+BATCH = 64
+CLASSES = 5
+
+
+def make_jpegs(root: Path, count: int, seed: int = 0) -> None:
+    """``count`` 500x375 JPEGs with smooth random content, ``CLASSES`` subfolders."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:375, 0:500].astype(np.float32)
+    for i in range(count):
+        folder = root / f"class_{i % CLASSES}"
+        folder.mkdir(parents=True, exist_ok=True)
+        f = rng.uniform(0.005, 0.05, size=6)
+        img = np.stack(
+            [
+                127 + 100 * np.sin(xx * f[0] + yy * f[1] + i),
+                127 + 100 * np.sin(xx * f[2] - yy * f[3]),
+                127 + 100 * np.cos(xx * f[4] + yy * f[5]),
+            ],
+            axis=-1,
+        )
+        img += rng.normal(0, 12, size=img.shape)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+            folder / f"img_{i:05d}.jpg", quality=90
+        )
+
+
+def epoch_rate(ds, limit: int | None = None) -> float:
+    """Images per second over one pass (or ``limit`` images)."""
+    n = 0
+    start = time.perf_counter()
+    for x, _ in ds:
+        n += int(x.shape[0])
+        if limit and n >= limit:
+            break
+    return n / (time.perf_counter() - start)
+
+
+def kerasflow_dataset(root: Path, cache: bool):
+    from kerasflow.config import build_config
+    from kerasflow.pipelines import prepare
+
+    cfg = build_config(
+        {
+            "data": {
+                "source": str(root),
+                "image_size": list(SIZE),
+                "channels": 3,
+                "batch_size": BATCH,
+                "cache": cache,
+                "split": {"train": 1.0, "validation": 0.0, "test": 0.0},
+                "augment": {"horizontal_flip": True},
+            }
+        }
+    ).data
+    return prepare(cfg, seed=0).dataset("train")
+
+
+def idfd_dataset(root: Path):
+    import keras
+    import tensorflow as tf
+
+    flip = keras.layers.RandomFlip("horizontal", seed=0)
+    ds = keras.utils.image_dataset_from_directory(
+        str(root), image_size=SIZE, batch_size=BATCH, shuffle=True, seed=0, verbose=False
+    )
+    ds = ds.map(
+        lambda x, y: (flip(x, training=True) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def handwritten_dataset(root: Path):
+    import tensorflow as tf
+
+    names = sorted(p.name for p in root.iterdir())
+    table = tf.constant(names)
+
+    def load(path):
+        label = tf.argmax(tf.cast(tf.equal(table, tf.strings.split(path, os.sep)[-2]), tf.int32))
+        image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
+        image = tf.image.resize(image, SIZE) / 255.0
+        return tf.image.random_flip_left_right(image), label
+
+    ds = tf.data.Dataset.list_files(str(root / "*" / "*.jpg"), shuffle=True, seed=0)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(BATCH).prefetch(tf.data.AUTOTUNE)
+
+
+def generator_dataset(root: Path):
+    import tensorflow as tf
+    from PIL import Image
+
+    names = sorted(p.name for p in root.iterdir())
+    files = sorted(root.glob("*/*.jpg"))
+    rng = np.random.default_rng(0)
+
+    def gen():
+        for i in rng.permutation(len(files)):
+            path = files[i]
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("RGB").resize(SIZE[::-1], Image.BILINEAR))
+            arr = arr.astype(np.float32) / 255.0
+            if rng.random() < 0.5:
+                arr = arr[:, ::-1]
+            yield arr, names.index(path.parent.name)
+
+    sig = (
+        tf.TensorSpec((*SIZE, 3), tf.float32),
+        tf.TensorSpec((), tf.int64),
+    )
+    ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
+    return ds.batch(BATCH).prefetch(tf.data.AUTOTUNE)
+
+
+def input_stall(root: Path, steps: int, epochs: int) -> dict:
+    """fit step time fed by the cached kerasflow pipeline / fed by in-memory arrays."""
+    import keras
+
+    ds = kerasflow_dataset(root, cache=True)
+    xs, ys = [], []
+    for x, y in ds.take(steps):
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    x_mem, y_mem = np.concatenate(xs), np.concatenate(ys)
+
+    def model():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((*SIZE, 3))
+        h = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inputs)
+        h = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(h)
+        h = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(h)
+        h = keras.layers.GlobalAveragePooling2D()(h)
+        m = keras.Model(inputs, keras.layers.Dense(CLASSES)(h))
+        m.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return m
+
+    class Timer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self.t)
+
+    pipe_t, mem_t = Timer(), Timer()
+    m1, m2 = model(), model()
+    # Alternate one epoch each so machine load hits both alike; epoch 0 is warm-up.
+    for e in range(epochs + 1):
+        m1.fit(ds.repeat(), steps_per_epoch=steps, epochs=e + 1, initial_epoch=e,
+               verbose=0, callbacks=[pipe_t])  # fmt: skip
+        m2.fit(x_mem, y_mem, batch_size=BATCH, epochs=e + 1, initial_epoch=e,
+               shuffle=False, verbose=0, callbacks=[mem_t])  # fmt: skip
+    pipe = statistics.median(pipe_t.times[1:]) / steps
+    mem = statistics.median(mem_t.times[1:]) / steps
+    return {
+        "fit_step_s_kerasflow": pipe,
+        "fit_step_s_in_memory": mem,
+        "input_stall_ratio": pipe / mem,
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer images and repeats (<3 min)")
+    parser.add_argument("--images", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args(argv)
+    count = args.images or (1000 if args.quick else 2000)
+    repeats = args.repeats or (3 if args.quick else 5)
+    gen_limit = 320 if args.quick else 640  # the generator is slow; time part of an epoch
+
+    import tensorflow as tf
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="kf_bench_") as tmp:
+        root = Path(tmp) / "images"
+        make_jpegs(root, count)
+        contenders = {
+            "kerasflow": (kerasflow_dataset(root, cache=False), None),
+            "kerasflow_cached": (kerasflow_dataset(root, cache=True), None),
+            "image_dataset_from_directory": (idfd_dataset(root), None),
+            "handwritten": (handwritten_dataset(root), None),
+            "python_generator": (generator_dataset(root), gen_limit),
+        }
+        rates: dict[str, list[float]] = {k: [] for k in contenders}
+        for ds, limit in contenders.values():  # warm-up; fills the kerasflow cache
+            epoch_rate(ds, limit)
+        for _ in range(repeats):
+            for name, (ds, limit) in contenders.items():
+                rates[name].append(epoch_rate(ds, limit))
+        med = {k: statistics.median(v) for k, v in rates.items()}
+        stall = input_stall(root, steps=6 if args.quick else 10, epochs=3 if args.quick else 5)
+    out = {
+        "images": count,
+        "image_size": list(SIZE),
+        "batch_size": BATCH,
+        "repeats": repeats,
+        "cpu_count": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "images_per_s": {k: round(v, 1) for k, v in med.items()},
+        "images_per_s_all": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        "ratio_vs_handwritten": med["kerasflow"] / med["handwritten"],
+        "ratio_vs_image_dataset_from_directory": med["kerasflow"]
+        / med["image_dataset_from_directory"],
+        "ratio_cached_vs_image_dataset_from_directory": med["kerasflow_cached"]
+        / med["image_dataset_from_directory"],
+        "ratio_vs_python_generator": med["kerasflow"] / med["python_generator"],
+        "ratio_cached_vs_python_generator": med["kerasflow_cached"] / med["python_generator"],
+        **stall,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    for k, v in out.items():
+        if k.startswith(("ratio_", "input_stall", "fit_step")):
+            out[k] = round(v, 4)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))
