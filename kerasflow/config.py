@@ -357,6 +357,36 @@ class TrackingConfig(Section):
     log_model: bool = True
 
 
+# -------------------------------------------------------------------- export
+class ExportConfig(Section):
+    """The ``export:`` section: write a serving SavedModel after training.
+
+    The export goes to ``dir/<version>/`` (the TF Serving layout), is logged to
+    the MLflow run under ``export/`` with a pyfunc serving model beside it, and
+    is attached to the registered model version as tags.
+    """
+
+    enabled: bool = True
+    dir: str | None = Field(
+        default=None, description="TF Serving base folder (default: the run's work dir/export)"
+    )
+    version: int | None = Field(
+        default=None, ge=1, description="version subfolder (default: the next free number)"
+    )
+    max_payload_mb: float = Field(
+        default=16.0, gt=0, description="largest HTTP request body the served model accepts"
+    )
+    log_serving_model: bool = Field(
+        default=True, description="also log an MLflow pyfunc model that serves the SavedModel"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flag_shorthand(cls, data):
+        # `export: true` / `export: false` switch the section on or off with defaults.
+        return {"enabled": data} if isinstance(data, bool) else data
+
+
 class RunConfig(Section):
     """The whole run config."""
 
@@ -367,7 +397,9 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     tune: dict[str, Any] | None = None
-    export: dict[str, Any] | None = None
+    export: ExportConfig | None = Field(
+        default=None, description="write a serving SavedModel after training (off when absent)"
+    )
 
     # ---- derived values, used across the package
     @property
