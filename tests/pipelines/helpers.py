@@ -1,0 +1,61 @@
+"""Helpers that write tiny real image files for the pipelines tests."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from kerasflow.config import build_config
+
+COLOURS = {"cat": (200, 30, 30), "dog": (30, 200, 30), "fox": (30, 30, 200)}
+
+
+def data_config(**data):
+    """A validated ``DataConfig`` from keyword fields."""
+    return build_config({"data": data}).data
+
+
+def gradient_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A uint8 RGB image whose every column differs (so a flip is visible)."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 255, w, dtype=np.float64)[None, :, None]
+    y = np.linspace(0, 120, h, dtype=np.float64)[:, None, None]
+    img = np.concatenate([x + 0 * y, y + 0 * x, np.full((h, w, 1), 60.0)], axis=-1)
+    return np.clip(img + rng.integers(0, 5, size=img.shape), 0, 255).astype(np.uint8)
+
+
+def save(img: np.ndarray, path: Path, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path, **kw)
+    return path
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def make_class_folder(root: Path, per_class: int = 4, size=(12, 10)) -> Path:
+    """``root/{cat,dog,fox}/`` with PNG and JPEG files of one flat colour each."""
+    for name, colour in COLOURS.items():
+        for i in range(per_class):
+            img = np.zeros((*size, 3), np.uint8) + np.array(colour, np.uint8)
+            ext = "png" if i % 2 == 0 else "jpg"
+            save(img, root / name / f"{name}_{i}.{ext}")
+    return root
+
+
+def make_segmentation_folder(root: Path, count: int = 6, size: int = 16) -> Path:
+    """``images/`` + ``masks/``: left half class 1, a square of class 2, rest 0."""
+    for i in range(count):
+        mask = np.zeros((size, size), np.uint8)
+        mask[:, : size // 2] = 1
+        mask[2:6, 10:14] = 2
+        img = (np.stack([mask * 100, mask * 50, 255 - mask * 80], -1) + i).astype(np.uint8)
+        save(img, root / "images" / f"s{i}.png")
+        save(mask, root / "masks" / f"s{i}.png")
+    return root
