@@ -226,6 +226,16 @@ class PreparedData:
                     "(after shuffle)",
                 )
             )
+        if cfg.on_bad_image == "skip" and self.source.kind != "arrays":
+            # The scan in prepare() catches bad files up front; this drops any that
+            # only fail in the full decode (logged by tf.data) instead of stopping.
+            steps.append(
+                Step(
+                    "decode",
+                    "drop examples that fail to decode (on_bad_image: skip)",
+                    dataset_fn=lambda ds: ds.ignore_errors(log_warning=True),
+                )
+            )
         steps.append(self._cache_step(split, training, rrc is not None))
         if training and cfg.shuffle_buffer:
             buf = min(cfg.shuffle_buffer, len(idx))
