@@ -96,4 +96,4 @@ def keras_app(
     outputs = classifier_head(
         base.output, num_classes, name, include_top, pooling, dropout, regularizer(weight_decay)
     )
-    return keras.Model(base.inputs, outputs, name=name)
+    return keras.Model(base.input, outputs, name=name)
