@@ -168,7 +168,9 @@ class AugmentConfig(Section):
                     data[key] = {}
                 elif data.get(key) is False:
                     data[key] = None
-            declared = [k for k in data if k in AUGMENT_OPS]
+            declared = [
+                k for k in data if k in AUGMENT_OPS and data[k] not in (None, False, 0, 0.0)
+            ]
             given = list(data.get("order") or [])
             bad = [k for k in given if k not in AUGMENT_OPS]
             if bad:
