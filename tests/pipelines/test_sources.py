@@ -209,3 +209,57 @@ def test_synthetic_shapes_is_deterministic(tmp_path):
 def test_unknown_source_message(tmp_path):
     with pytest.raises(DataError, match="not a known source"):
         load_source(data_config(source=str(tmp_path / "nope")))
+
+
+@pytest.fixture(scope="module")
+def toy_tfds_dir(tmp_path_factory):
+    """A real TFDS dataset (image + segmentation_mask) prepared offline in a temp data_dir."""
+    import tensorflow_datasets as tfds
+
+    class ToySegmentation(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+        code_path = None  # defined in a test module: no checksums file to look up
+
+        def _info(self):
+            features = tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(None, None, 3)),
+                    "segmentation_mask": tfds.features.Image(shape=(None, None, 1)),
+                }
+            )
+            return tfds.core.DatasetInfo(builder=self, features=features)
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(6), "test": self._generate_examples(2, 100)}
+
+        def _generate_examples(self, n, offset=0):
+            for i in range(n):
+                m = np.zeros((10, 12, 1), np.uint8)
+                m[:, :6] = 1
+                m[1:4, 8:11] = 2
+                img = np.concatenate([m * 100, m * 50, 255 - m * 80], -1).astype(np.uint8)
+                yield f"ex{i + offset}", {"image": img, "segmentation_mask": m}
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    ToySegmentation(data_dir=str(data_dir)).download_and_prepare()
+    return data_dir
+
+
+def test_tfds_segmentation_prepared_offline(toy_tfds_dir):
+    cfg = data_config(
+        source="tfds:toy_segmentation:1.0.0", image_size=[10, 12], channels=3,
+        class_names=["bg", "left", "box"],
+        tfds={"mask_key": "segmentation_mask", "data_dir": str(toy_tfds_dir), "download": False},
+    )  # fmt: skip
+    data = prepare(cfg)
+    assert data.task == "segmentation"
+    assert data.size("train") + data.size("validation") == 6 and data.size("test") == 2
+    x, m = next(iter(data.dataset("test")))
+    assert x.shape == (2, 10, 12, 3) and m.shape == (2, 10, 12)
+    assert set(np.unique(m.numpy())) == {0, 1, 2} and (m.numpy()[:, :, :6] == 1).all()
+
+
+def test_tfds_not_prepared_and_download_false(tmp_path):
+    cfg = data_config(source="tfds:mnist", tfds={"data_dir": str(tmp_path)})
+    with pytest.raises(DataError, match=r"cannot be read from .*download: true"):
+        load_source(cfg)
