@@ -13,6 +13,13 @@ def train(config, **kwargs):
     return _train(config, **kwargs)
 
 
+def export(model, out, **kwargs):
+    """Export a model as a SavedModel in the TF Serving layout. See ``kerasflow.serving.export.export``."""
+    from kerasflow.serving.export import export as _export
+
+    return _export(model, out, **kwargs)
+
+
 def __getattr__(name):
     # Subpackages that import TensorFlow load on first use, so `kerasflow --help` stays fast.
     import importlib
@@ -22,4 +29,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'kerasflow' has no attribute {name!r}")
 
 
-__all__ = ["KerasflowError", "RunConfig", "load_config", "train", "__version__"]
+__all__ = ["KerasflowError", "RunConfig", "export", "load_config", "train", "__version__"]

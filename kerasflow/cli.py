@@ -199,6 +199,70 @@ def data_check(config, overrides):
         sys.exit(1)
 
 
+# ---- serving engineer: export, serve
+@cli.command("export")
+@click.argument("model")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="TF Serving base folder.",
+)
+@click.option(
+    "--version", "version", default=None, type=int, help="Version subfolder (default: next free)."
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    help="Run config (default: the model's run's config).",
+)
+@_set_option
+def export_cmd(model, out_dir, version, config, overrides):
+    """Export MODEL as a SavedModel in the TF Serving layout OUT/<version>/ (bytes, uint8 and float signatures)."""
+    exported = kerasflow.export(
+        model, out_dir, version=version, config=config, overrides=list(overrides)
+    )
+    click.echo(f"Exported version {exported.version} to {exported.path}")
+    click.echo(f"Inspect it: saved_model_cli show --dir {exported.path} --all")
+
+
+@cli.command()
+@click.argument("model")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Bind address (0.0.0.0 exposes it)."
+)
+@click.option("--port", default=5001, show_default=True, type=int)
+@click.option(
+    "--max-payload-mb",
+    default=16.0,
+    show_default=True,
+    type=float,
+    help="Larger request bodies get HTTP 413.",
+)
+@click.option(
+    "--config", "config", type=click.Path(dir_okay=False), help="Run config for a .keras file."
+)
+@_set_option
+def serve(model, host, port, max_payload_mb, config, overrides):
+    """Serve MODEL over HTTP with MLflow's scoring server (POST /invocations, GET /ping, /health)."""
+    from kerasflow.serving.server import serve as serve_model
+
+    def ready(url):
+        click.echo(f"Serving {model} on {url}/invocations  (Ctrl-C to stop)", err=True)
+
+    serve_model(
+        model,
+        host=host,
+        port=port,
+        max_payload_mb=max_payload_mb,
+        config=config,
+        overrides=list(overrides),
+        on_ready=ready,
+    )
+
+
 def main(argv=None):
     """Console-script entry point."""
     cli.main(args=argv, prog_name="kerasflow")

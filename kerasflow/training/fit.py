@@ -27,6 +27,7 @@ import numpy as np
 from kerasflow import models, pipelines
 from kerasflow.config import RunConfig, load_config
 from kerasflow.errors import ConfigError
+from kerasflow.serving.export import export_after_training as _export_after_training
 from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
 from kerasflow.tracking import registry as model_registry
 from kerasflow.training import evaluate as evaluation
@@ -324,6 +325,7 @@ def _train(
                 uri=tracker.uri,
             )
             tracker.set_tags({"kerasflow.registered_version": registered.version})
+    _export_after_training(cfg, model, prepared.class_names, tracker, registered, work)
     return TrainResult(
         model=model,
         history=history,
