@@ -20,6 +20,13 @@ def export(model, out, **kwargs):
     return _export(model, out, **kwargs)
 
 
+def tune(config, **kwargs):
+    """Run the config's hyperparameter search (``tune:``). See ``kerasflow.tuning.tuner.tune``."""
+    from kerasflow.tuning.tuner import tune as _tune
+
+    return _tune(config, **kwargs)
+
+
 def __getattr__(name):
     # Subpackages that import TensorFlow load on first use, so `kerasflow --help` stays fast.
     import importlib
@@ -29,4 +36,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'kerasflow' has no attribute {name!r}")
 
 
-__all__ = ["KerasflowError", "RunConfig", "export", "load_config", "train", "__version__"]
+__all__ = ["KerasflowError", "RunConfig", "export", "load_config", "train", "tune", "__version__"]

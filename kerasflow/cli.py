@@ -263,6 +263,94 @@ def serve(model, host, port, max_payload_mb, config, overrides):
     )
 
 
+# ---- tuning engineer: tune, server
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_set_option
+@click.option(
+    "--overwrite", is_flag=True, help="Discard a saved search of the same name and start again."
+)
+@click.option("--chief", is_flag=True, help="Serve the oracle for workers (distributed tuning).")
+@click.option("--port", default=None, type=int, help="--chief: the oracle's gRPC port.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="--chief: address to bind the oracle to."
+)
+@click.option("--worker", "worker", default=None, metavar="ID", help="Run trials for a chief.")
+@click.option("--chief-address", default=None, metavar="HOST:PORT", help="--worker: the chief.")
+def tune(config, overrides, overwrite, chief, port, host, worker, chief_address):
+    """Search hyperparameters with the tune: section of CONFIG (re-run to resume)."""
+    cfg = kerasflow.load_config(config, list(overrides))
+    result = kerasflow.tune(
+        cfg,
+        overwrite=overwrite,
+        chief=chief,
+        port=port,
+        host=host,
+        worker=worker,
+        chief_address=chief_address,
+    )
+    done = sum(r["status"] == "COMPLETED" for r in result.trials)
+    click.echo("")
+    if result.role == "worker":
+        click.echo(f"Worker {worker} ran {result.num_trials} trial(s) ({done} completed).")
+        return
+    click.echo(f"Trials: {result.num_trials} ({done} completed) in {result.project_dir}")
+    click.echo(
+        f"Best trial {result.best_trial_id}: {result.objective} = {result.best_objective:.4f}"
+    )
+    for key, value in result.best_hyperparameters.items():
+        click.echo(f"  {key:<40} {value}")
+    if result.test_metrics:
+        click.echo("Test metrics of the best trial's best epoch:")
+        for key, value in result.test_metrics.items():
+            click.echo(f"  {key:<24} {value:.4f}")
+    if result.parent_run_id:
+        click.echo(
+            f"MLflow search run: {result.parent_run_id} (experiment {cfg.tracking_experiment!r})"
+        )
+    if result.registered:
+        reg = result.registered
+        status = (
+            "champion"
+            if reg.champion
+            else f"not champion (champion stays version {reg.previous_champion})"
+        )
+        click.echo(f"Registered model:  models:/{reg.name}/{reg.version} ({status})")
+
+
+@cli.command()
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; 0.0.0.0 exposes the server to the network (no authentication).",
+)
+@click.option(
+    "--backend-store-uri",
+    default=None,
+    help="Run and registry store (default: ./mlruns/mlflow.db or $MLFLOW_TRACKING_URI).",
+)
+@click.option(
+    "--artifacts-destination",
+    default=None,
+    help="Where the server stores artifacts (default: beside the SQLite store).",
+)
+def server(port, host, backend_store_uri, artifacts_destination):
+    """Start an MLflow tracking server for a team (tuning workers log to it)."""
+    from kerasflow.tracking.store import server_command, subprocess_env
+
+    cmd = server_command(
+        port=port,
+        host=host,
+        backend_uri=backend_store_uri,
+        artifacts_destination=artifacts_destination,
+    )
+    click.echo(f"MLflow tracking server on http://{host}:{port}  (Ctrl-C to stop)")
+    click.echo(f"Point runs at it: tracking.uri: http://{host}:{port}  (or MLFLOW_TRACKING_URI)")
+    sys.exit(subprocess.call(cmd, env=subprocess_env()))
+
+
 def main(argv=None):
     """Console-script entry point."""
     cli.main(args=argv, prog_name="kerasflow")

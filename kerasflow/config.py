@@ -389,6 +389,94 @@ class ExportConfig(Section):
         return {"enabled": data} if isinstance(data, bool) else data
 
 
+# ---------------------------------------------------------------------- tune
+class ObjectiveConfig(Section):
+    """The metric a search optimizes: any per-epoch metric of the trials' fits."""
+
+    name: str = Field(default="val_accuracy", description="e.g. val_accuracy, val_loss, loss")
+    direction: Literal["auto", "min", "max"] = Field(
+        default="auto", description="auto: min for names with loss or error, else max"
+    )
+
+    @property
+    def resolved_direction(self) -> str:
+        if self.direction != "auto":
+            return self.direction
+        return "min" if ("loss" in self.name or "error" in self.name) else "max"
+
+
+class HyperbandConfig(Section):
+    """Hyperband's budget: trials train up to ``max_epochs``, keeping 1/``factor`` per round."""
+
+    max_epochs: int = Field(default=9, ge=1)
+    factor: int = Field(default=3, ge=2)
+    iterations: int = Field(default=1, ge=1, description="how many times to run the brackets")
+
+
+class BayesianConfig(Section):
+    """Gaussian-process Bayesian optimization options."""
+
+    num_initial_points: int | None = Field(
+        default=None, ge=1, description="random trials first (default: 3 x parameters)"
+    )
+    alpha: float = Field(default=1e-4, gt=0)
+    beta: float = Field(default=2.6, gt=0)
+
+
+class TuneConfig(Section):
+    """The ``tune:`` section: a hyperparameter search over this same run config.
+
+    ``space`` maps dotted paths of the run config to value specs (see
+    :mod:`kerasflow.tuning.search_space`). The search's state lives under
+    ``directory/<experiment.name>/<name>/`` so that re-running resumes it.
+    """
+
+    name: str | None = Field(default=None, description="search name (default: the tuner)")
+    tuner: Literal["random", "grid", "bayesian", "hyperband"] = "random"
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    max_trials: int = Field(default=10, ge=1, description="ignored by hyperband")
+    executions_per_trial: int = Field(default=1, ge=1)
+    epochs: int | None = Field(
+        default=None, ge=1, description="epochs per trial (default: train.epochs)"
+    )
+    max_consecutive_failures: int = Field(default=3, ge=1)
+    directory: str = Field(default="tuning", description="root of the searches' state")
+    seed: int | None = Field(default=None, description="oracle seed (default: experiment.seed)")
+    space: dict[str, Any] = Field(default_factory=dict)
+    hyperband: HyperbandConfig = Field(default_factory=HyperbandConfig)
+    bayesian: BayesianConfig = Field(default_factory=BayesianConfig)
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective_shorthand(cls, value):
+        # `objective: val_loss` is accepted as `objective: {name: val_loss}`.
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("space")
+    @classmethod
+    def _check_space(cls, value):
+        from kerasflow.tuning.search_space import parse_space
+
+        try:
+            parse_space(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value):
+        if value is not None and (
+            not value or "/" in value or "\\" in value or value in (".", "..")
+        ):
+            raise ValueError(f"tune.name must be a plain folder name. Received: {value!r}")
+        return value
+
+    @property
+    def search_name(self) -> str:
+        return self.name or self.tuner
+
+
 class RunConfig(Section):
     """The whole run config."""
 
@@ -398,7 +486,7 @@ class RunConfig(Section):
     compile: CompileConfig = Field(default_factory=CompileConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    tune: dict[str, Any] | None = None
+    tune: TuneConfig | None = None
     export: ExportConfig | None = Field(
         default=None, description="write a serving SavedModel after training (off when absent)"
     )
