@@ -206,12 +206,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
     count = args.images or (1000 if args.quick else 2000)
-    repeats = args.repeats or (3 if args.quick else 5)
+    repeats = args.repeats or (5 if args.quick else 7)
     gen_limit = 320 if args.quick else 640  # the generator is slow; time part of an epoch
 
     import tensorflow as tf
 
     t0 = time.perf_counter()
+    load_start = round(os.getloadavg()[0], 2)  # other work on the machine skews every number
     with tempfile.TemporaryDirectory(prefix="kf_bench_") as tmp:
         root = Path(tmp) / "images"
         make_jpegs(root, count)
@@ -229,13 +230,14 @@ def main(argv=None) -> dict:
             for name, (ds, limit) in contenders.items():
                 rates[name].append(epoch_rate(ds, limit))
         med = {k: statistics.median(v) for k, v in rates.items()}
-        stall = input_stall(root, steps=6 if args.quick else 10, epochs=3 if args.quick else 5)
+        stall = input_stall(root, steps=8 if args.quick else 12, epochs=4 if args.quick else 6)
     out = {
         "images": count,
         "image_size": list(SIZE),
         "batch_size": BATCH,
         "repeats": repeats,
         "cpu_count": os.cpu_count(),
+        "load_average_1m_start_end": [load_start, round(os.getloadavg()[0], 2)],
         "tensorflow": tf.__version__,
         "images_per_s": {k: round(v, 1) for k, v in med.items()},
         "images_per_s_all": {k: [round(x, 1) for x in v] for k, v in rates.items()},

@@ -147,7 +147,7 @@ class PreparedData:
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
-        """Files left out under ``on_bad_image: skip``: ``(path, reason)``."""
+        """Files left out under ``on_bad_image: skip``: ``(path, reason)``, full paths."""
         return list(self.source.skipped)
 
     @property

@@ -236,7 +236,7 @@ def _screen(
                     "skipped_files.txt)."
                 )
             log.warning("skipping %s: %s", p, info.problem)
-            skipped.append((_relative(p, root) if root in p.parents else str(p), info.problem))
+            skipped.append((str(p), info.problem))
         keep.append(info.problem is None)
     return keep, skipped
 
