@@ -36,10 +36,9 @@ SIGNATURES = (BYTES_SIGNATURE, IMAGES_SIGNATURE, TENSOR_SIGNATURE)
 def _with_static_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
     """Apply the pipeline's channel policy to a uint8 image whose channel count is only known at run time."""
     have = tf.shape(image)[-1]
-    check = tf.debugging.assert_less_equal(
-        tf.abs(have - 2) + 1,
-        2,
-        message="images must have 1 to 4 channels (gray, gray+alpha, RGB, RGBA)",
+    check = tf.debugging.Assert(
+        tf.logical_and(have >= 1, have <= 4),
+        ["images must have 1 to 4 channels (gray, gray+alpha, RGB, RGBA); received", have],
     )
     with tf.control_dependencies([check]):
         have = tf.identity(have)

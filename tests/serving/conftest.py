@@ -1,0 +1,153 @@
+"""Serving fixtures: one small digits run with ``export:`` on, and 100 test images as files."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import overrides_for
+
+REGISTERED = "serving-digits"
+
+
+@pytest.fixture(scope="session")
+def served_run(store_dir, tracking_uri):
+    """The digits config trained for 3 epochs with ``export:`` on (auto-export, logged, tagged)."""
+    import kerasflow
+
+    cfg = kerasflow.load_config(
+        None,
+        overrides_for(
+            store_dir,
+            tracking_uri,
+            "serving",
+            "train.verbose=0",
+            "train.epochs=3",
+            f"tracking.registered_model={REGISTERED}",
+            f"export.dir={store_dir / 'auto_export'}",
+            "export.max_payload_mb=0.2",
+        ),
+    )
+    return kerasflow.train(cfg)
+
+
+@pytest.fixture(scope="session")
+def export_dir(served_run, store_dir):
+    return store_dir / "auto_export" / "1"
+
+
+@pytest.fixture(scope="session")
+def image_files(served_run, tmp_path_factory):
+    """100 test-split digits written as 50 PNG and 50 JPEG files in class folders."""
+    from PIL import Image
+
+    from kerasflow import pipelines
+
+    prepared = pipelines.prepare(served_run.config.data, served_run.config.experiment.seed)
+    idx = prepared.indices["test"][:100]
+    root = tmp_path_factory.mktemp("images")
+    paths = []
+    for n, i in enumerate(idx):
+        image = prepared.source.images[i][..., 0]
+        label = int(prepared.source.labels[i])
+        folder = root / str(label)
+        folder.mkdir(exist_ok=True)
+        fmt, ext = ("PNG", "png") if n % 2 == 0 else ("JPEG", "jpg")
+        buf = io.BytesIO()
+        Image.fromarray(image, mode="L").save(
+            buf, fmt, **({"quality": 90} if fmt == "JPEG" else {})
+        )
+        path = folder / f"{n:03d}.{ext}"
+        path.write_bytes(buf.getvalue())
+        paths.append(path)
+    for label in range(10):  # every class folder exists, so folder names map to class ids
+        (root / str(label)).mkdir(exist_ok=True)
+    return root, paths
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def post(url: str, body: bytes, timeout: float = 60.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Server:
+    """A ``kerasflow serve`` child process on a free loopback port."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kerasflow", "serve", *args, "--port", str(self.port)],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.log_path = log_path
+
+    def wait(self, timeout: float = 180.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}"
+                )
+            try:
+                if get(self.url + "/ping", timeout=1.0)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"server did not answer /ping:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def server_env(tracking_uri: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = tracking_uri
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def probabilities(predictions: list[dict]) -> np.ndarray:
+    return np.array([p["probabilities"] for p in predictions], dtype=np.float64)
