@@ -55,6 +55,7 @@ class Step:
     element_fn: Callable | None = None
     dataset_fn: Callable | None = None
     fused: bool = field(default=False, repr=False)
+    internal: bool = field(default=False, repr=False)  # plumbing, not shown in the plan
 
 
 def _compose(fns):
@@ -94,7 +95,7 @@ def _mark_fused(steps: list[Step]) -> list[Step]:
             continue
         if step.dataset_fn is None and step.stage != "end":
             continue  # a no-op step (e.g. cache off) does not break a fused map
-        if len(run) > 1:
+        if sum(not s.internal for s in run) > 1:
             for s in run:
                 s.fused = True
         run = []
@@ -104,7 +105,7 @@ def _mark_fused(steps: list[Step]) -> list[Step]:
 def format_plan(steps: list[Step]) -> str:
     """Numbered lines, one per step; fused map steps are marked ``[one map]``."""
     lines = []
-    for i, step in enumerate(steps, start=1):
+    for i, step in enumerate((s for s in steps if not s.internal), start=1):
         tag = "  [one map]" if step.fused else ""
         lines.append(f"{i:2d}. {step.stage:<13} {step.detail}{tag}")
     return "\n".join(lines)
@@ -251,7 +252,7 @@ class PreparedData:
             else:
                 # Without a cache, shuffling the small (path, label) pairs before reading
                 # gives the same order at a fraction of the memory and start-up time.
-                shuffle.detail += " (no cache: on the file list, before reading)"
+                shuffle.detail += " (no cache: shuffled before reading)"
                 steps.insert(1, shuffle)
         if rrc is not None or element_ops:
             aug_steps = self._augment_steps(rrc, element_ops, seg)
@@ -398,7 +399,12 @@ class PreparedData:
                     )
                 ),
             ),
-            Step("augment", "(flatten)", element_fn=lambda e: (e[0][0], e[0][1], e[1])),
+            Step(
+                "augment",
+                "(flatten)",
+                element_fn=lambda e: (e[0][0], e[0][1], e[1]),
+                internal=True,
+            ),
         ]
         if rrc is not None:
             scale, ratio = tuple(rrc.scale), tuple(rrc.ratio)
@@ -455,7 +461,9 @@ class PreparedData:
                 Step("augment", f"{'; '.join(descr)} ({target}, {kind})", element_fn=augment)
             )
         else:
-            steps.append(Step("augment", "(drop seed)", element_fn=lambda e: (e[0], e[1])))
+            steps.append(
+                Step("augment", "(drop seed)", element_fn=lambda e: (e[0], e[1]), internal=True)
+            )
         return steps
 
     def _normalize_fn(self):
