@@ -117,8 +117,8 @@ class PreparedData:
 
     Elements are ``(image, target)``: images float32 ``(H, W, C)`` scaled by
     ``data.normalize``; targets int64 class ids (classification), one-hot
-    float32 ``(K,)`` in training batches when MixUp/CutMix is on (see
-    :attr:`one_hot_training`), or ``(H, W)`` int32 class-id masks
+    float32 ``(K,)`` in every split when MixUp/CutMix is on (see
+    :attr:`one_hot_targets`), or ``(H, W)`` int32 class-id masks
     (segmentation).
     """
 
@@ -157,10 +157,20 @@ class PreparedData:
         return dict(self.source.ignored)
 
     @property
-    def one_hot_training(self) -> bool:
-        """True when training batches carry one-hot (mixed) targets: MixUp or CutMix is on."""
+    def one_hot_targets(self) -> bool:
+        """True when every split's targets are one-hot float32 ``(K,)``: MixUp or CutMix is on.
+
+        Mixed training targets are soft, so all splits use one-hot targets to
+        keep one loss and one accuracy metric valid for train and validation.
+        :meth:`labels` still gives integer class ids.
+        """
         enabled = set(self.data_config.augment.enabled())
         return self.task == "classification" and bool(enabled & BATCH_OPS)
+
+    @property
+    def one_hot_training(self) -> bool:
+        """Alias of :attr:`one_hot_targets`."""
+        return self.one_hot_targets
 
     def size(self, split: str) -> int:
         return int(len(self._indices(split)))
@@ -269,8 +279,9 @@ class PreparedData:
             steps.append(
                 Step(
                     "normalize",
-                    f"0..1 then {cfg.normalize} (per example)",
-                    element_fn=self._normalize_fn(),
+                    f"0..1 then {cfg.normalize} (per example)"
+                    + (", one-hot targets" if self.one_hot_targets else ""),
+                    element_fn=self._normalize_fn(self.one_hot_targets),
                 )
             )
             return _mark_fused(steps)
@@ -466,12 +477,14 @@ class PreparedData:
             )
         return steps
 
-    def _normalize_fn(self):
+    def _normalize_fn(self, one_hot: bool = False):
         cfg = self.data_config
+        k = self.num_classes
 
         def fn(e):
             image = T.to_unit(e[0]) if e[0].dtype == tf.uint8 else e[0]
-            return T.normalize_unit(image, cfg), e[1]
+            target = tf.one_hot(e[1], k, dtype=tf.float32) if one_hot else e[1]
+            return T.normalize_unit(image, cfg), target
 
         return fn
 
@@ -520,11 +533,13 @@ class PreparedData:
                 " (one per batch, 50/50)" if len(ops) == 2 else ""
             )
             steps.append(Step("batch_ops", names, element_fn=mixing))
+        one_hot = self.one_hot_targets and not ops  # with ops, targets are one-hot already
         steps.append(
             Step(
                 "batch_ops",
-                f"0..1 then normalize {cfg.normalize}",
-                element_fn=self._normalize_fn(),
+                f"0..1 then normalize {cfg.normalize}"
+                + (f", one-hot targets ({self.num_classes} classes)" if one_hot else ""),
+                element_fn=self._normalize_fn(one_hot),
             )
         )
         return steps

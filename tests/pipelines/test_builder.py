@@ -99,16 +99,19 @@ def test_training_shuffles_but_eval_order_is_stable():
     assert sorted(shuffled[0]) == sorted(ordered) and not np.array_equal(shuffled[0], ordered)
 
 
-def test_mixup_gives_one_hot_training_batches():
+def test_mixup_gives_one_hot_targets_in_every_split():
     cfg = data_config(image_size=[6, 6], channels=3, batch_size=8, augment={"cutmix": 1.0,
                       "mixup": 0.4})  # fmt: skip
     data = prepare(cfg, seed=0, source=_arrays())
-    assert data.one_hot_training
+    assert data.one_hot_targets
     x, y = next(iter(data.dataset("train")))
     assert y.shape == (8, 4) and y.dtype == tf.float32
     np.testing.assert_allclose(y.numpy().sum(-1), 1.0, rtol=1e-5)
+    # evaluation batches: exact one-hot of the integer labels, in dataset order
     _, y_eval = next(iter(data.dataset("train", training=False)))
-    assert y_eval.dtype == tf.int64
+    assert y_eval.dtype == tf.float32
+    np.testing.assert_array_equal(y_eval.numpy().argmax(-1), data.labels("train")[:8])
+    assert set(np.unique(y_eval.numpy())) == {0.0, 1.0}
 
 
 def test_segmentation_augment_moves_mask_photometric_does_not(seg_folder):
