@@ -357,9 +357,10 @@ def first_values(specs: list[ParamSpec], force: ParamSpec | None = None) -> dict
 def validate_space(base: dict[str, Any], specs: list[ParamSpec]) -> None:
     """Fail early on a bad path or value: build the run config with each parameter active.
 
-    For every parameter, the first values (with its parents set so that it is
-    active) are applied to ``base`` and validated as a run config; the model's
-    ``model.params`` are checked against the model builder's arguments.
+    For every parameter, each of its choices (or both ends of its range) is
+    applied to ``base`` with the other parameters at their first values and its
+    parents set so that it is active, and validated as a run config; the
+    model's ``model.params`` are checked against the model builder's arguments.
 
     Raises:
         ConfigError: naming the parameter's path and the config's complaint.
@@ -372,16 +373,19 @@ def validate_space(base: dict[str, Any], specs: list[ParamSpec]) -> None:
             "model.params.width: {choice: [16, 32]}."
         )
     for spec in specs:
-        values = first_values(specs, spec)
-        data = apply_values(base, specs, values)
-        try:
-            cfg = build_config(data, origin=f"for tune.space[{spec.path!r}]")
-        except ConfigError as exc:
-            raise ConfigError(
-                f"tune.space[{spec.path!r}] = {values[spec.path]!r} does not make a valid run "
-                f"config. Check the path and the values.\n{exc}"
-            ) from None
-        _check_model_params(cfg, values, spec)
+        probes = spec.choices or (spec.low, spec.high)
+        for probe in probes:
+            values = first_values(specs, spec)
+            values[spec.path] = probe
+            data = apply_values(base, specs, values)
+            try:
+                cfg = build_config(data, origin=f"for tune.space[{spec.path!r}]")
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"tune.space[{spec.path!r}] = {probe!r} does not make a valid run "
+                    f"config. Check the path and the values.\n{exc}"
+                ) from None
+            _check_model_params(cfg, values, spec)
 
 
 def _check_model_params(cfg, values: dict[str, Any], spec: ParamSpec) -> None:

@@ -282,6 +282,15 @@ def _verbosity(setting) -> int:
     return int(setting)
 
 
+def _load_weights(model: keras.Model, path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        # The checkpoint also holds the trial's optimizer state, which a fresh model skips.
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(str(path))
+
+
 class _Search:
     """Everything a trial needs to know about its search."""
 
@@ -399,7 +408,7 @@ class KerasflowTuner(keras_tuner.Tuner):
             keras.utils.set_random_seed(cfg.experiment.seed + execution)
             model = build_compiled_model(cfg, prepared)
             if previous:
-                model.load_weights(str(s.trial_weights(str(previous))))
+                _load_weights(model, s.trial_weights(str(previous)))
             path = trial_dir / f"execution_{execution}.weights.h5"
             path.unlink(missing_ok=True)
             checkpoint = keras.callbacks.ModelCheckpoint(
@@ -859,7 +868,7 @@ def _finish(
     prepared = tuner.hypermodel.data(best_cfg)
     keras.utils.set_random_seed(best_cfg.experiment.seed)
     model = build_compiled_model(best_cfg, prepared)
-    model.load_weights(str(search.trial_weights(best.trial_id)))
+    _load_weights(model, search.trial_weights(best.trial_id))
     eval_dir = out / "evaluation"
     eval_dir.mkdir(exist_ok=True)
     task = best_cfg.experiment.task
