@@ -75,17 +75,32 @@ def test_sigkill_mid_training_resumes_same_run(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     epochs = 6
     args = [
-        sys.executable, "-m", "kerasflow", "train",
-        "--set", "experiment.name=resume", "--set", f"experiment.work_dir={tmp_path / 'runs'}",
-        "--set", f"tracking.uri={uri}", "--set", f"train.epochs={epochs}",
-        "--set", "train.early_stopping.enabled=false", "--set", "train.verbose=2",
+        sys.executable,
+        "-m",
+        "kerasflow",
+        "train",
+        "--set",
+        "experiment.name=resume",
+        "--set",
+        f"experiment.work_dir={tmp_path / 'runs'}",
+        "--set",
+        f"tracking.uri={uri}",
+        "--set",
+        f"train.epochs={epochs}",
+        "--set",
+        "train.early_stopping.enabled=false",
+        "--set",
+        "train.verbose=2",
         # Bigger images so an epoch lasts long enough to be killed in the middle of one.
-        "--set", "data.image_size=[48,48]", "--set", "data.batch_size=16",
+        "--set",
+        "data.image_size=[48,48]",
+        "--set",
+        "data.batch_size=16",
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     log_file = open(tmp_path / "first.log", "w")  # noqa: SIM115 - closed below
     first = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    cfg = kerasflow.load_config(None, [a for a in args[args.index("--set"):] if a != "--set"])
+    cfg = kerasflow.load_config(None, [a for a in args[args.index("--set") :] if a != "--set"])
     meta = work_dir_for(cfg) / "backup" / "training_metadata.json"
     deadline = time.time() + 240
     while _metadata_epoch(meta) < 2 and time.time() < deadline and first.poll() is None:
@@ -102,7 +117,9 @@ def test_sigkill_mid_training_resumes_same_run(tmp_path):
     (run_before,) = client.search_runs([exp.experiment_id])
     assert run_before.info.status == "RUNNING"  # a SIGKILL gives MLflow no chance to close it
 
-    second = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    second = subprocess.run(
+        args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400
+    )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     resumed_from = _metadata_epoch_from_output(second.stdout)
     assert resumed_from >= killed_after

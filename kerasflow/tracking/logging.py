@@ -151,6 +151,11 @@ class RunTracker:
 
         import kerasflow
 
+        # An uncompiled copy: the registered model is for inference, and a compiled
+        # one would need kerasflow's schedule/loss/metric classes to load anywhere.
+        inference = keras.models.clone_model(model)
+        inference.set_weights(model.get_weights())
+        model = inference
         example = np.asarray(example_input, dtype=np.float32)
         signature = infer_signature(example, np.asarray(model.predict(example, verbose=0)))
         requirements = [

@@ -50,7 +50,7 @@ def champion_value(client: MlflowClient, name: str, metric: str) -> tuple[str | 
     except MlflowException:
         return None, None
     value = client.get_run(mv.run_id).data.metrics.get(metric) if mv.run_id else None
-    return mv.version, value
+    return str(mv.version), value
 
 
 def register(
@@ -118,10 +118,27 @@ def run_id_of(model: str, uri: str | None = None) -> str | None:
     return None
 
 
+CUSTOM_OBJECT_MODULES = (
+    "kerasflow.models.layers",
+    "kerasflow.training.schedules",
+    "kerasflow.training.losses",
+    "kerasflow.training.metrics",
+)
+
+
+def import_custom_objects() -> None:
+    """Import the modules whose Keras classes are registered serializable, so models that use them load."""
+    import importlib
+
+    for name in CUSTOM_OBJECT_MODULES:
+        importlib.import_module(name)
+
+
 def load_model(model: str, uri: str | None = None):
     """Load a Keras model from an MLflow URI or a ``.keras`` file (``safe_mode=True``)."""
     import keras
 
+    import_custom_objects()
     if model.startswith(("models:/", "runs:/")):
         mlflow.set_tracking_uri(resolve_tracking_uri(uri))
         try:

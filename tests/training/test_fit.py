@@ -36,8 +36,14 @@ def test_run_is_tracked_with_params_metrics_artifacts(digits_result, tracking_ur
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 10
     assert len(client.get_metric_history(run.info.run_id, "learning_rate")) == len(steps)
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    for expected in ("config.yaml", "model_summary.txt", "splits.csv", "evaluation_test.json",
-                     "confusion_matrix_test.png", "training_curves.png"):
+    for expected in (
+        "config.yaml",
+        "model_summary.txt",
+        "splits.csv",
+        "evaluation_test.json",
+        "confusion_matrix_test.png",
+        "training_curves.png",
+    ):
         assert expected in names, names
     logged = kerasflow.config.build_config(
         __import__("yaml").safe_load(
@@ -51,7 +57,7 @@ def test_model_registered_as_champion_and_loads(digits_result, tracking_uri):
     reg = digits_result.registered
     assert reg.name == "digits-cnn" and reg.champion
     client = MlflowClient(tracking_uri)
-    assert client.get_model_version_by_alias("digits-cnn", CHAMPION).version == reg.version
+    assert str(client.get_model_version_by_alias("digits-cnn", CHAMPION).version) == reg.version
     from kerasflow.tracking.registry import load_model
 
     model = load_model("models:/digits-cnn@champion", tracking_uri)
@@ -64,8 +70,14 @@ def test_model_registered_as_champion_and_loads(digits_result, tracking_uri):
 def test_worse_run_does_not_take_champion(digits_result, store_dir, tracking_uri):
     cfg = kerasflow.load_config(
         None,
-        overrides_for(store_dir, tracking_uri, "digits", "train.epochs=1", "train.verbose=0",
-                      "model.params.width=4"),
+        overrides_for(
+            store_dir,
+            tracking_uri,
+            "digits",
+            "train.epochs=3",
+            "train.verbose=0",
+            "model.params.width=4",
+        ),
     )
     result = kerasflow.train(cfg)
     assert result.registered.version != digits_result.registered.version
@@ -73,25 +85,53 @@ def test_worse_run_does_not_take_champion(digits_result, store_dir, tracking_uri
     assert result.registered.previous_champion == digits_result.registered.version
     client = MlflowClient(tracking_uri)
     champion = client.get_model_version_by_alias("digits-cnn", CHAMPION)
-    assert champion.version == digits_result.registered.version
+    assert str(champion.version) == digits_result.registered.version
 
 
 def test_best_epoch_weights_are_restored(digits_result):
     # The model returned is the best checkpoint by val_loss, not the last epoch's.
     hist = digits_result.history["val_loss"]
     best_epoch = min(hist, key=hist.get)
-    prepared = kerasflow.pipelines.prepare(digits_result.config.data, digits_result.config.experiment.seed)
-    loss = digits_result.model.evaluate(prepared.dataset("validation"), verbose=0, return_dict=True)["loss"]
+    prepared = kerasflow.pipelines.prepare(
+        digits_result.config.data, digits_result.config.experiment.seed
+    )
+    loss = digits_result.model.evaluate(
+        prepared.dataset("validation"), verbose=0, return_dict=True
+    )["loss"]
     assert loss == pytest.approx(hist[best_epoch], rel=1e-3)
 
 
 def test_tracking_disabled_trains_without_mlflow(store_dir, tmp_path):
     cfg = kerasflow.load_config(
         None,
-        [f"experiment.work_dir={tmp_path}", "tracking.enabled=false", "train.epochs=2",
-         "train.verbose=0", "model.params.width=8", "train.resume=false"],
+        [
+            f"experiment.work_dir={tmp_path}",
+            "tracking.enabled=false",
+            "train.epochs=3",
+            "train.verbose=0",
+            "model.params.width=8",
+            "train.resume=false",
+        ],
     )
     result = kerasflow.train(cfg)
     assert result.run_id is None and result.registered is None
-    assert set(result.history["loss"]) == {1, 2}
+    assert set(result.history["loss"]) == {1, 2, 3}
     assert 0.0 <= result.test_metrics["test_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_registered_model_loads_in_a_fresh_process_without_kerasflow(digits_result, tracking_uri):
+    # The logged model is an uncompiled inference copy: plain MLflow loads it with no kerasflow import.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlflow, numpy as np\n"
+        f"mlflow.set_tracking_uri({tracking_uri!r})\n"
+        "m = mlflow.keras.load_model('models:/digits-cnn@champion')\n"
+        "assert 'kerasflow' not in sys.modules\n"
+        "print(m.predict(np.zeros((2, 16, 16, 1), 'float32'), verbose=0).shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("(2, 10)")
