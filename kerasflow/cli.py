@@ -351,6 +351,43 @@ def server(port, host, backend_store_uri, artifacts_destination):
     sys.exit(subprocess.call(cmd, env=subprocess_env()))
 
 
+@cli.group()
+def models():
+    """The model zoo: registered model names and their sizes."""
+
+
+@models.command("list")
+@click.option("--name", "names", multiple=True, help="Only this model (repeatable).")
+@click.option(
+    "--task", type=click.Choice(["classification", "segmentation"]), default=None, help="Filter."
+)
+@click.option(
+    "--counts/--no-counts",
+    default=True,
+    show_default=True,
+    help="Build each model at 224x224x3 / 1000 classes to count parameters and MACs (slow).",
+)
+def models_list(names, task, counts):
+    """Table of model names, parameters and multiply-accumulates at 224x224x3 / 1000 classes."""
+    from kerasflow.models import get_spec
+    from kerasflow.models import names as registered
+    from kerasflow.models.table import format_count, model_row
+
+    chosen = list(names) or registered(task)
+    for name in chosen:
+        get_spec(name)  # unknown names fail before any model is built
+    click.echo(f"{'name':<16} {'task':<14} {'params':>14} {'MACs':>10}")
+    for name in chosen:
+        if not counts:
+            click.echo(f"{name:<16} {get_spec(name).task:<14}")
+            continue
+        row = model_row(name)
+        click.echo(
+            f"{row['name']:<16} {row['task']:<14} {row['params']:>14,} "
+            f"{format_count(row['macs']):>10}"
+        )
+
+
 def main(argv=None):
     """Console-script entry point."""
     cli.main(args=argv, prog_name="kerasflow")
