@@ -203,6 +203,43 @@ class TfrecordConfig(Section):
     mask_key: str | None = Field(default=None, description="encoded PNG mask feature")
 
 
+class DetectionDataConfig(Section):
+    """The ``data.detection`` section: boxes and box-aware augmentation (detection only).
+
+    ``data.source`` names the annotations: a COCO ``.json`` file (images under
+    ``data.root``, default its folder), a Pascal VOC folder (``Annotations/``
+    and ``JPEGImages/``), ``tfds:<name>`` (``voc``, ``coco/2017``, ...) or
+    ``synthetic:shapes_detection``. Boxes are held as ``[ymin, xmin, ymax,
+    xmax]`` fractions of the image (see :mod:`kerasflow.pipelines.box_ops`).
+    """
+
+    max_boxes: int = Field(default=32, ge=1, description="boxes per image after padding")
+    crop_scale: tuple[float, float] | None = Field(
+        default=None, description="random crop/zoom window side as a fraction of the image "
+        "(>1 zooms out); null: off",
+    )
+    box_policy: Literal["clip", "drop"] = Field(
+        default="clip", description="boxes cut by a crop: clip to the image, or drop them"
+    )
+    min_visible: float = Field(
+        default=0.3, gt=0.0, le=1.0, description="clip: keep a cut box if this share remains"
+    )
+    objects_key: str = Field(default="objects", description="TFDS: the objects feature")
+    bbox_key: str = Field(default="bbox", description="TFDS: normalised box feature in objects")
+    label_key: str = Field(default="label", description="TFDS: class feature in objects")
+    synthetic_images: int = Field(
+        default=600, ge=4, description="synthetic:shapes_detection: how many images to draw"
+    )
+
+    @model_validator(mode="after")
+    def _check_crop(self):
+        if self.crop_scale is not None and not (0 < self.crop_scale[0] <= self.crop_scale[1] <= 4):
+            raise ValueError(
+                f"crop_scale needs 0 < low <= high <= 4. Received: crop_scale={self.crop_scale}"
+            )
+        return self
+
+
 class DataConfig(Section):
     """The ``data:`` section: where examples come from and how they are prepared.
 
@@ -246,6 +283,7 @@ class DataConfig(Section):
     class_names: list[str] | None = None
     tfds: TfdsConfig = Field(default_factory=TfdsConfig)
     tfrecord: TfrecordConfig = Field(default_factory=TfrecordConfig)
+    detection: DetectionDataConfig = Field(default_factory=DetectionDataConfig)
 
     @model_validator(mode="after")
     def _check_normalize(self):

@@ -30,5 +30,6 @@ register("mobilenet_v2", f"{_M}.mobilenet:mobilenet_v2")
 register("keras_app", f"{_M}.keras_app:keras_app")
 register("unet", f"{_M}.unet:unet", task=_SEG)
 register("deeplab", f"{_M}.deeplab:deeplab", task=_SEG)
+register("centernet", f"{_M}.detector:centernet", task="detection")
 
 __all__ = ["build", "get_spec", "names", "register"]

@@ -26,7 +26,6 @@ import numpy as np
 
 from kerasflow import models, pipelines
 from kerasflow.config import RunConfig, load_config
-from kerasflow.errors import ConfigError
 from kerasflow.serving.export import export_after_training as _export_after_training
 from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
 from kerasflow.tracking import registry as model_registry
@@ -171,7 +170,12 @@ def train(
     cfg = _as_config(config, overrides)
     set_seeds(cfg)
     work = work_dir_for(cfg)
-    prepared = pipelines.prepare(cfg.data, cfg.experiment.seed)
+    if cfg.experiment.task == "detection":
+        from kerasflow.pipelines.detection import prepare_detection
+
+        prepared = prepare_detection(cfg.data, cfg.experiment.seed)
+    else:
+        prepared = pipelines.prepare(cfg.data, cfg.experiment.seed)
     state = RunState(work)
     tracker = _start(cfg, state)
     state.update(run_id=tracker.run_id, status="running", config=cfg.to_dict())
@@ -226,10 +230,9 @@ def _train(
     cfg: RunConfig, prepared, tracker: RunTracker, state: RunState, work: Path
 ) -> TrainResult:
     if cfg.experiment.task == "detection":
-        raise ConfigError(
-            "experiment.task 'detection' is not supported by this version's training loop yet. "
-            "Use task: classification or segmentation."
-        )
+        from kerasflow.training.detection import train_detection
+
+        return train_detection(cfg, prepared, tracker, state, work)
     model = models.build(
         cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
     )

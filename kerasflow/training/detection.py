@@ -1,0 +1,558 @@
+"""Detection training: CenterNet targets and losses, the fit loop, mAP evaluation, box grids.
+
+Targets (:func:`make_targets_fn`): for an output map of ``h x w`` cells and
+``K`` classes, a ``(h, w, K + 5)`` float32 tensor: ``K`` heatmaps with a
+Gaussian at each object's centre cell (peak exactly 1, radius from the box
+size as in CenterNet), then ``[offset_y, offset_x, height, width]`` in cells at
+the centre cells, then a 0/1 centre mask.
+
+Loss (:class:`CenterNetLoss`): the penalty-reduced focal loss of CenterNet on
+the heatmaps (focal loss with ``alpha=2`` on classes, negatives near a centre
+down-weighted by ``(1 - y)^beta``), plus an L1 loss on offsets and sizes, or
+GIoU on the decoded centre box (``box_loss: giou``); every term is divided by
+the number of objects in the batch.
+
+:func:`train_detection` is what :func:`kerasflow.training.fit.train` runs for
+``experiment.task: detection``; it reuses fit's run state, callbacks, tracker
+and registry, monitors ``val_map50`` (computed every epoch by
+:class:`MapCallback`) and logs a test report with per-class APs and a grid of
+test images with predicted and true boxes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasflow.errors import ConfigError
+from kerasflow.training.map import mean_average_precision
+
+log = logging.getLogger(__name__)
+
+DETECTION_LOSSES = ("centernet",)
+
+
+# --------------------------------------------------------------------------- targets
+def gaussian_radius(height, width, min_overlap: float = 0.7):
+    """CenterNet's radius (in cells) within which a shifted box keeps ``min_overlap`` IoU."""
+    h, w, m = height, width, min_overlap
+    b1 = h + w
+    c1 = w * h * (1 - m) / (1 + m)
+    r1 = (b1 - tf.sqrt(tf.maximum(b1**2 - 4 * c1, 0.0))) / 2
+    b2 = 2 * (h + w)
+    c2 = (1 - m) * w * h
+    r2 = (b2 - tf.sqrt(tf.maximum(b2**2 - 16 * c2, 0.0))) / 2
+    a3 = 4 * m
+    b3 = -2 * m * (h + w)
+    c3 = (m - 1) * w * h
+    r3 = (b3 + tf.sqrt(tf.maximum(b3**2 - 4 * a3 * c3, 0.0))) / 2
+    return tf.maximum(tf.floor(tf.minimum(tf.minimum(r1, r2), r3)), 0.0)
+
+
+def make_targets_fn(num_classes: int, out_hw, min_overlap: float = 0.7):
+    """A function ``(boxes [M, 4], classes [M]) -> (h, w, K + 5)`` dense CenterNet targets.
+
+    Padding rows (class ``-1``) and empty boxes are ignored.
+    """
+    out_h, out_w = int(out_hw[0]), int(out_hw[1])
+    k = int(num_classes)
+
+    def targets(boxes, classes):
+        keep = (classes >= 0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes = tf.boolean_mask(tf.cast(boxes, tf.float32), keep)
+        classes = tf.boolean_mask(classes, keep)
+        scale = tf.constant([out_h, out_w, out_h, out_w], tf.float32)
+        cells = boxes * scale
+        h = cells[:, 2] - cells[:, 0]
+        w = cells[:, 3] - cells[:, 1]
+        cy = (cells[:, 0] + cells[:, 2]) / 2
+        cx = (cells[:, 1] + cells[:, 3]) / 2
+        iy = tf.clip_by_value(tf.floor(cy), 0, out_h - 1)
+        ix = tf.clip_by_value(tf.floor(cx), 0, out_w - 1)
+        sigma = (2 * gaussian_radius(h, w, min_overlap) + 1) / 6
+        ys = tf.range(out_h, dtype=tf.float32)
+        xs = tf.range(out_w, dtype=tf.float32)
+        dy = (ys[None, :] - iy[:, None]) ** 2  # [n, h]
+        dx = (xs[None, :] - ix[:, None]) ** 2  # [n, w]
+        two_s2 = (2 * sigma**2)[:, None, None]
+        gauss = tf.exp(-(dy[:, :, None] + dx[:, None, :]) / two_s2)  # [n, h, w]
+        onehot = tf.one_hot(classes, k)  # [n, k]
+        heat = tf.reduce_max(gauss[..., None] * onehot[:, None, None, :], axis=0)
+        heat = tf.reshape(heat, [out_h, out_w, k])  # also when n == 0
+        index = tf.cast(tf.stack([iy, ix], -1), tf.int32)
+        values = tf.stack([cy - iy, cx - ix, h, w, tf.ones_like(h)], -1)
+        reg = tf.scatter_nd(index, values, [out_h, out_w, 5])
+        # scatter_nd adds duplicates: two objects on one cell keep the mean of their values.
+        count = tf.maximum(reg[..., 4:5], 1.0)
+        reg = tf.concat([reg[..., :4] / count, tf.minimum(reg[..., 4:5], 1.0)], -1)
+        out = tf.concat([heat, reg], -1)
+        out.set_shape([out_h, out_w, k + 5])
+        return out
+
+    return targets
+
+
+# --------------------------------------------------------------------------- losses
+def heatmap_focal_loss(target, logits, alpha: float = 2.0, beta: float = 4.0):
+    """CenterNet's penalty-reduced focal loss, summed (divide by the number of objects).
+
+    Positives are cells whose target is 1; a negative near a centre (target
+    ``y < 1``) is down-weighted by ``(1 - y)^beta``.
+    """
+    target = tf.cast(target, tf.float32)
+    logits = tf.cast(logits, tf.float32)
+    p = tf.sigmoid(logits)
+    pos = tf.cast(target >= 1.0 - 1e-6, tf.float32)
+    pos_loss = -tf.math.log_sigmoid(logits) * (1 - p) ** alpha * pos
+    neg_loss = -tf.math.log_sigmoid(-logits) * p**alpha * (1 - target) ** beta * (1 - pos)
+    return tf.reduce_sum(pos_loss) + tf.reduce_sum(neg_loss)
+
+
+def giou(a, b):
+    """Generalized IoU of paired ``[..., 4]`` ``[ymin, xmin, ymax, xmax]`` boxes."""
+    a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+
+    def area(x):
+        return tf.maximum(x[..., 2] - x[..., 0], 0.0) * tf.maximum(x[..., 3] - x[..., 1], 0.0)
+
+    inter_h = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
+    inter_w = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
+    inter = inter_h * inter_w
+    union = area(a) + area(b) - inter
+    iou = tf.math.divide_no_nan(inter, union)
+    hull_h = tf.maximum(a[..., 2], b[..., 2]) - tf.minimum(a[..., 0], b[..., 0])
+    hull_w = tf.maximum(a[..., 3], b[..., 3]) - tf.minimum(a[..., 1], b[..., 1])
+    hull = hull_h * hull_w
+    return iou - tf.math.divide_no_nan(hull - union, hull)
+
+
+def _centre_box(reg):
+    """``[offset_y, offset_x, h, w]`` -> a box around the offset (relative to the cell)."""
+    h = tf.maximum(reg[..., 2], 0.0) / 2
+    w = tf.maximum(reg[..., 3], 0.0) / 2
+    return tf.stack([reg[..., 0] - h, reg[..., 1] - w, reg[..., 0] + h, reg[..., 1] + w], -1)
+
+
+def loss_terms(y_true, y_pred, num_classes: int, box_loss: str = "l1"):
+    """``(heatmap, offset, size_or_giou)`` losses, each divided by the number of objects."""
+    k = num_classes
+    y_true = tf.cast(y_true, tf.float32)
+    y_pred = tf.cast(y_pred, tf.float32)
+    mask = y_true[..., k + 4]
+    num = tf.maximum(tf.reduce_sum(mask), 1.0)
+    heat = heatmap_focal_loss(y_true[..., :k], y_pred[..., :k]) / num
+    t_reg, p_reg = y_true[..., k : k + 4], y_pred[..., k : k + 4]
+    offset = tf.reduce_sum(tf.abs(p_reg[..., :2] - t_reg[..., :2]) * mask[..., None]) / num
+    if box_loss == "giou":
+        box = tf.reduce_sum((1.0 - giou(_centre_box(p_reg), _centre_box(t_reg))) * mask) / num
+    else:
+        box = tf.reduce_sum(tf.abs(p_reg[..., 2:] - t_reg[..., 2:]) * mask[..., None]) / num
+    return heat, offset, box
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class CenterNetLoss(keras.losses.Loss):
+    """Heatmap focal loss + ``offset_weight`` x L1 offsets + ``box_weight`` x box loss.
+
+    Args:
+        num_classes: ``K``; ``y_true`` is ``(N, h, w, K + 5)``, ``y_pred`` ``(N, h, w, K + 4)``.
+        box_loss: ``l1`` on sizes in cells (CenterNet; default weight 0.1) or
+            ``giou`` on the centre box (default weight 1).
+        offset_weight: weight of the L1 offset term.
+        box_weight: weight of the box term (default by ``box_loss``).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        box_loss: str = "l1",
+        offset_weight: float = 1.0,
+        box_weight: float | None = None,
+        name: str = "centernet_loss",
+        **kwargs,
+    ):
+        if box_loss not in ("l1", "giou"):
+            raise ValueError(f"box_loss must be 'l1' or 'giou'. Received: box_loss={box_loss!r}")
+        super().__init__(name=name, **kwargs)
+        self.num_classes = int(num_classes)
+        self.box_loss = box_loss
+        self.offset_weight = float(offset_weight)
+        self.box_weight = float(
+            box_weight if box_weight is not None else (0.1 if box_loss == "l1" else 1.0)
+        )
+
+    def call(self, y_true, y_pred):
+        heat, offset, box = loss_terms(y_true, y_pred, self.num_classes, self.box_loss)
+        return heat + self.offset_weight * offset + self.box_weight * box
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes,
+            box_loss=self.box_loss,
+            offset_weight=self.offset_weight,
+            box_weight=self.box_weight,
+        )
+        return config
+
+
+def _term_metrics(num_classes: int, box_loss: str) -> list:
+    def term(i, name):
+        def fn(y_true, y_pred):
+            return loss_terms(y_true, y_pred, num_classes, box_loss)[i]
+
+        fn.__name__ = name
+        return fn
+
+    return [term(0, "heatmap_loss"), term(1, "offset_loss"), term(2, f"box_{box_loss}_loss")]
+
+
+def build_detection_loss(compile_config, num_classes: int) -> CenterNetLoss:
+    """The detection loss of ``compile.loss`` (name ``centernet``; its params go to it)."""
+    loss = compile_config.loss
+    if loss.name not in DETECTION_LOSSES and loss.name != "sparse_categorical_crossentropy":
+        raise ConfigError(
+            f"compile.loss.name {loss.name!r} is not a detection loss. Use one of: "
+            f"{', '.join(DETECTION_LOSSES)}. Received: {loss.name!r}"
+        )
+    try:
+        return CenterNetLoss(num_classes, **loss.params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"Bad compile.loss.params for centernet: {exc} Received: {loss.params}"
+        ) from exc
+
+
+def compile_detector(model, compile_config, num_classes: int, steps_per_epoch: int, epochs: int):
+    """Compile a detector: the config's optimizer and schedule, the CenterNet loss and its terms."""
+    from kerasflow.training.compile import build_optimizer
+
+    loss = build_detection_loss(compile_config, num_classes)
+    model.compile(
+        optimizer=build_optimizer(compile_config, steps_per_epoch, epochs),
+        loss=loss,
+        metrics=_term_metrics(num_classes, loss.box_loss),
+    )
+    return model
+
+
+# --------------------------------------------------------------------------- evaluation
+def detector_fn(model, **decode_kwargs):
+    """A compiled function ``images -> detections`` of a detector (heads or decoded model)."""
+    from kerasflow.models.detector import inference_model
+
+    decoded = isinstance(model.outputs[0], dict) or len(model.outputs) > 1
+    detect = model if decoded else inference_model(model, **decode_kwargs)
+    return tf.function(lambda x: detect(x, training=False), reduce_retracing=True)
+
+
+def predict_split(
+    model, prepared, split: str, limit: int | None = None, detect=None, **decode_kwargs
+):
+    """Run the decoded detector over a split.
+
+    Returns ``(images, detections, ground_truths)``: images as 0..1 floats
+    (kept only up to ``limit``; all when None), and per image
+    ``(boxes, scores, classes)`` / ``(boxes, classes)`` in pixels of the model input.
+    ``detect`` reuses a :func:`detector_fn` across calls.
+    """
+    from kerasflow.pipelines.transforms import denormalize
+
+    detect = detect or detector_fn(model, **decode_kwargs)
+    h, w = prepared.input_shape[:2]
+    scale = np.array([h, w, h, w], np.float32)
+    images, dets, gts = [], [], []
+    for x, target in prepared.dataset(split, training=False):
+        out = detect(x)
+        num = out["num_detections"].numpy()
+        for i in range(len(num)):
+            n = int(num[i])
+            dets.append(
+                (
+                    out["boxes"].numpy()[i, :n] * scale,
+                    out["scores"].numpy()[i, :n],
+                    out["classes"].numpy()[i, :n],
+                )
+            )
+            valid = target["classes"].numpy()[i] >= 0
+            gts.append(
+                (target["boxes"].numpy()[i][valid] * scale, target["classes"].numpy()[i][valid])
+            )
+            if limit is None or len(images) < limit:
+                images.append(denormalize(x[i], prepared.data_config).numpy())
+    return images, dets, gts
+
+
+def evaluate_detection(
+    model, prepared, split: str = "test", grid_path=None, grid_images: int = 16
+) -> dict:
+    """mAP report of a split (and a grid of its images with boxes, when ``grid_path`` is set)."""
+    images, dets, gts = predict_split(model, prepared, split, limit=grid_images)
+    report = mean_average_precision(
+        dets, gts, prepared.num_classes, class_names=prepared.class_names
+    )
+    report["split"] = split
+    report["num_images"] = len(dets)
+    if grid_path is not None and images:
+        prediction_grid_png(images, dets, gts, prepared.class_names, grid_path)
+    return report
+
+
+def scalar_metrics(report: dict, prefix: str = "test_") -> dict[str, float]:
+    """Flat MLflow metrics of an mAP report (``test_map50``, ``test_ap50_circle``, ...)."""
+    out = {f"{prefix}{k}": float(report[k]) for k in ("map", "map50", "map75") if k in report}
+    for name, values in report.get("per_class", {}).items():
+        safe = "".join(c if c.isalnum() or c in "_-." else "_" for c in str(name))
+        for key in ("ap", "ap50"):
+            out[f"{prefix}{key}_{safe}"] = float(values[key])
+    return {k: v for k, v in out.items() if np.isfinite(v)}
+
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+           (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]  # fmt: skip
+
+
+def draw_boxes(image01: np.ndarray, detections, ground_truth, class_names, min_score: float = 0.3):
+    """An RGB uint8 image with true boxes (white, thin) and predictions (class colour, label)."""
+    from PIL import Image, ImageDraw
+
+    pixels = (np.clip(image01, 0, 1) * 255).astype(np.uint8)
+    if pixels.shape[-1] == 1:
+        pixels = np.repeat(pixels, 3, axis=-1)
+    canvas = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(canvas)
+    for y0, x0, y1, x1 in np.asarray(ground_truth[0]).reshape(-1, 4):
+        draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=(255, 255, 255))
+    boxes, scores, classes = detections
+    for (y0, x0, y1, x1), s, c in zip(
+        np.asarray(boxes).reshape(-1, 4), scores, classes, strict=True
+    ):
+        if s < min_score:
+            continue
+        color = PALETTE[int(c) % len(PALETTE)]
+        draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=color, width=2)
+        draw.text((x0 + 2, y0 + 1), f"{class_names[int(c)]} {s:.2f}", fill=color)
+    return np.asarray(canvas)
+
+
+def prediction_grid_png(
+    images, detections, ground_truths, class_names, path, columns: int = 4
+) -> Path:
+    """Write a grid of images with their predicted and true boxes."""
+    from PIL import Image
+
+    tiles = [
+        draw_boxes(img, det, gt, class_names)
+        for img, det, gt in zip(images, detections, ground_truths, strict=False)
+    ]
+    h, w = tiles[0].shape[:2]
+    rows = math.ceil(len(tiles) / columns)
+    grid = np.zeros((rows * (h + 2), min(columns, len(tiles)) * (w + 2), 3), np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        grid[r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = tile
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(path)
+    return path
+
+
+class MapCallback(keras.callbacks.Callback):
+    """Adds ``val_map50`` and ``val_map`` to each epoch's logs (before tracking and checkpoints)."""
+
+    def __init__(self, prepared, split: str = "validation"):
+        super().__init__()
+        self.prepared = prepared
+        self.split = split
+        self._detect = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        if self._detect is None:
+            self._detect = detector_fn(self.model)
+        _, dets, gts = predict_split(self.model, self.prepared, self.split, 0, self._detect)
+        report = mean_average_precision(dets, gts, self.prepared.num_classes)
+        prefix = "val_" if self.split == "validation" else f"{self.split}_"
+        logs[f"{prefix}map50"] = float(np.nan_to_num(report["map50"]))
+        logs[f"{prefix}map"] = float(np.nan_to_num(report["map"]))
+
+
+# --------------------------------------------------------------------------- training
+def _detection_monitor(name: str, has_val: bool) -> tuple[str, str | None]:
+    """The monitored metric and its forced mode (``max`` for mAP)."""
+    if name in ("val_accuracy", "accuracy"):
+        name = "val_map50"  # the config default is a classification metric
+    if not has_val:
+        name = f"train_{name[4:]}" if name.startswith("val_map") else name.removeprefix("val_")
+    return name, ("max" if "map" in name else None)
+
+
+def build_detector(cfg, prepared):
+    """The config's detector for the prepared data, with its target function."""
+    from kerasflow import models
+
+    model = models.build(
+        cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
+    )
+    if models.get_spec(cfg.model.name).task != "detection":
+        raise ConfigError(
+            f"model.name {cfg.model.name!r} is not a detection model. Choose one of: "
+            f"{', '.join(models.names('detection'))}."
+        )
+    out_hw = model.outputs[0].shape[1:3]
+    return model, make_targets_fn(prepared.num_classes, out_hw)
+
+
+def train_detection(cfg, prepared, tracker, state, work: Path):
+    """The detection branch of :func:`kerasflow.training.fit.train` (same run state and tracking)."""
+    from kerasflow.tracking import MlflowCallback
+    from kerasflow.tracking import registry as model_registry
+    from kerasflow.training import fit, plots
+
+    model, targets_fn = build_detector(cfg, prepared)
+    batch = cfg.data.batch_size
+    steps = cfg.train.steps_per_epoch or max(1, math.ceil(prepared.size("train") / batch))
+    compile_detector(model, cfg.compile, prepared.num_classes, steps, cfg.train.epochs)
+    out = work / "artifacts"
+    out.mkdir(parents=True, exist_ok=True)
+    if not tracker.resumed:
+        _log_inputs(cfg, prepared, model, tracker)
+
+    has_val = prepared.size("validation") > 0
+    eval_split = "validation" if has_val else "train"
+    ck_monitor, ck_mode = _detection_monitor(cfg.train.checkpoint.monitor, has_val)
+    best_path = work / "best.weights.h5"
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(best_path),
+        monitor=ck_monitor,
+        mode=ck_mode or fit._mode(ck_monitor, cfg.train.checkpoint.mode),
+        save_best_only=True,
+        save_weights_only=True,
+        initial_value_threshold=state.data.get("best") if state.unfinished else None,
+    )
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        MapCallback(prepared, eval_split),
+        MlflowCallback(tracker) if tracker.enabled else keras.callbacks.Callback(),
+        checkpoint,
+        fit._BestTracker(checkpoint, state),
+    ]
+    es = cfg.train.early_stopping
+    if es.enabled:
+        es_monitor, es_mode = _detection_monitor(es.monitor, has_val)
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es_monitor,
+                mode=es_mode or fit._mode(es_monitor, es.mode),
+                patience=es.patience,
+                min_delta=es.min_delta,
+            )
+        )
+    backup_dir = work / "backup"
+    initial_epoch = 0
+    if cfg.train.resume:
+        meta = backup_dir / "training_metadata.json"
+        if meta.is_file():
+            initial_epoch = int(json.loads(meta.read_text()).get("epoch", 0))
+            log.info("resuming from epoch %d (backup in %s)", initial_epoch, backup_dir)
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True))
+
+    train_ds = prepared.dataset("train", targets_fn=targets_fn)
+    if cfg.train.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    val_ds = (
+        prepared.dataset("validation", training=False, targets_fn=targets_fn) if has_val else None
+    )
+    fit_history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=cfg.train.epochs,
+        steps_per_epoch=cfg.train.steps_per_epoch,
+        callbacks=callbacks,
+        verbose=fit._verbosity(cfg.train.verbose),
+    )
+    if best_path.is_file():
+        model.load_weights(str(best_path))
+    else:
+        log.warning("no best checkpoint was written (monitor %s never improved)", ck_monitor)
+
+    history = fit._history(tracker, fit_history, initial_epoch)
+    plots.training_curves_png(history, out / "training_curves.png")
+    test_split = "test" if prepared.size("test") else eval_split
+    report = evaluate_detection(model, prepared, test_split, grid_path=out / "predictions_test.png")
+    test_ds = prepared.dataset(test_split, training=False, targets_fn=targets_fn)
+    report["loss"] = float(model.evaluate(test_ds, verbose=0, return_dict=True)["loss"])
+    (out / "evaluation_test.json").write_text(json.dumps(report, indent=2))
+    test_metrics = {**scalar_metrics(report), "test_loss": report["loss"]}
+    tracker.log_metrics(test_metrics)
+    artifacts = sorted(p.name for p in out.iterdir())
+    for path in sorted(out.iterdir()):
+        tracker.log_artifact(path)
+
+    model_uri = registered = None
+    if tracker.enabled and cfg.tracking.log_model:
+        example = next(iter(prepared.dataset(test_split, training=False)))[0].numpy()[:2]
+        model_uri = tracker.log_keras_model(model, example)
+        if cfg.tracking.register_model:
+            metric = cfg.tracking.champion_metric
+            if metric == "test_accuracy":  # the config default is a classification metric
+                metric = "test_map50"
+            registered = model_registry.register(
+                model_uri,
+                cfg.registered_model_name,
+                tracker.run_id,
+                metric=metric,
+                mode=cfg.tracking.champion_mode,
+                uri=tracker.uri,
+            )
+            tracker.set_tags({"kerasflow.registered_version": registered.version})
+    if cfg.export is not None and cfg.export.enabled:
+        from kerasflow.serving.detection import export_detection
+
+        base = Path(cfg.export.dir) if cfg.export.dir else work / "export"
+        exported = export_detection(
+            model, base, cfg.data, prepared.class_names, version=cfg.export.version
+        )
+        tracker.set_tags({"kerasflow.export_dir": str(exported.path.resolve())})
+    return fit.TrainResult(
+        model=model,
+        history=history,
+        test_metrics=test_metrics,
+        report=report,
+        run_id=tracker.run_id,
+        model_uri=model_uri,
+        registered=registered,
+        work_dir=work,
+        config=cfg,
+        initial_epoch=initial_epoch,
+        artifacts=artifacts,
+    )
+
+
+def _log_inputs(cfg, prepared, model, tracker) -> None:
+    tracker.log_params(cfg.to_dict())
+    tracker.set_tags({"kerasflow.model": cfg.model.name, "kerasflow.task": "detection"})
+    tracker.log_params(
+        {
+            "model.num_params": model.count_params(),
+            "data.num_classes": prepared.num_classes,
+            **{f"data.size.{s}": prepared.size(s) for s in ("train", "validation", "test")},
+        }
+    )
+    tracker.log_text(cfg.to_yaml(), "config.yaml")
+    lines: list[str] = []
+    model.summary(print_fn=lambda s, **_: lines.append(s))
+    tracker.log_text("\n".join(lines), "model_summary.txt")
+    rows = ["key,split,boxes"] + [f"{k},{s},{n}" for k, s, n in prepared.split_table()]
+    tracker.log_text("\n".join(rows) + "\n", "splits.csv")
+    skipped = prepared.skipped
+    tracker.log_metrics({"data_skipped_files": float(len(skipped))})
+    if skipped:
+        tracker.log_text("".join(f"{p}\t{why}\n" for p, why in skipped), "skipped_files.txt")
