@@ -27,7 +27,7 @@ def main(argv=None) -> dict:
     train_ds = pipelines.build(cfg.data, "train", seed=cfg.experiment.seed)
     val_ds = pipelines.build(cfg.data, "validation", seed=cfg.experiment.seed)
 
-    model = models.build("simple_cnn", (16, 16, 1), 10, width=16)
+    model = models.build("simple_cnn", (16, 16, 1), 10, width=16, bn_momentum=0.9)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=2e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(),
