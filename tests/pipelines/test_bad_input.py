@@ -121,3 +121,22 @@ def test_segmentation_mask_value_outside_class_names(seg_folder):
         _check_mask_values(np.array([[0, 3]]), ["a", "b"], "masks")
     report = check_data(data_config(source=str(seg_folder), class_names=["bg", "left"]))
     assert not report.ok and "mask values [2] outside class_names" in report.to_text()
+
+
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_mask_without_image_is_an_error_under_both_policies(tmp_path, policy):
+    from tests.pipelines.helpers import make_segmentation_folder
+
+    root = make_segmentation_folder(tmp_path, count=2)
+    save(np.zeros((16, 16), np.uint8), root / "masks" / "lonely.png")
+    with pytest.raises(DataError, match=r"lonely\.png has no image"):
+        load_source(data_config(source=str(root), on_bad_image=policy))
+
+
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_label_outside_class_names_under_both_policies(tmp_path, policy):
+    save(gradient_image(8, 8), tmp_path / "a.png")
+    (tmp_path / "m.jsonl").write_text('{"path": "a.png", "label": "zebra"}\n')
+    cfg = data_config(source=str(tmp_path / "m.jsonl"), class_names=["ant"], on_bad_image=policy)
+    with pytest.raises(DataError, match=r"label 'zebra' of a\.png is not in data\.class_names"):
+        load_source(cfg)
