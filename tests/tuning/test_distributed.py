@@ -1,0 +1,117 @@
+"""Distributed tuning: a real MLflow server, one chief and two workers as processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from kerasflow.tracking.store import server_command, subprocess_env
+from tests.tuning.helpers import tiny_config, write_config
+
+KERASFLOW = str(Path(sys.executable).parent / "kerasflow")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.mark.slow
+def test_chief_and_two_workers_share_one_search(tmp_path):
+    mlflow_port, oracle_port = _free_port(), _free_port()
+    server = subprocess.Popen(
+        server_command(
+            port=mlflow_port,
+            backend_uri=f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}",
+            artifacts_destination=str(tmp_path / "server" / "artifacts"),
+        ),
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    procs: list[subprocess.Popen] = []
+    try:
+        uri = f"http://127.0.0.1:{mlflow_port}"
+        _wait_http(f"{uri}/health", 120)
+        data = tiny_config(
+            tmp_path,
+            uri,
+            "dist",
+            tune={
+                "tuner": "random",
+                "max_trials": 3,
+                "space": {"model.params.width": {"choice": [2, 4, 6, 8]}},
+            },
+            train={"epochs": 1},
+        )
+        path = write_config(tmp_path / "dist.yaml", data)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        logs = {}
+        commands = {
+            "chief": [KERASFLOW, "tune", path, "--chief", "--port", str(oracle_port)],
+            **{
+                f"worker{i}": [
+                    KERASFLOW,
+                    "tune",
+                    path,
+                    "--worker",
+                    str(i),
+                    "--chief-address",
+                    f"127.0.0.1:{oracle_port}",
+                ]
+                for i in (1, 2)
+            },
+        }
+        for name, cmd in commands.items():
+            logs[name] = open(tmp_path / f"{name}.log", "w")  # noqa: SIM115 - closed below
+            procs.append(
+                subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=logs[name], stderr=logs[name])
+            )
+        for proc in procs:
+            proc.wait(timeout=420)
+        for f in logs.values():
+            f.close()
+        for name, proc in zip(commands, procs, strict=True):
+            text = (tmp_path / f"{name}.log").read_text()
+            assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{text[-3000:]}"
+
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("dist")
+        runs = client.search_runs([exp.experiment_id])
+        parents = [r for r in runs if r.data.tags.get("kerasflow.role") == "search"]
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        parent_id = parents[0].info.run_id
+        trials = [r for r in runs if r.data.tags.get("kerasflow.role") == "trial"]
+        assert all(r.data.tags["mlflow.parentRunId"] == parent_id for r in trials)
+        assert all(r.info.status == "FINISHED" for r in trials)
+        trial_ids = [r.data.tags["kerasflow.trial_id"] for r in trials]
+        assert sorted(trial_ids) == ["0", "1", "2"]  # max_trials distinct trials, each once
+        assert {r.data.tags["kerasflow.tuner_id"] for r in trials} <= {"worker1", "worker2"}
+        assert len(client.search_model_versions("name = 'dist-model'")) == 1
+        assert "test_accuracy" in parents[0].data.metrics
+    finally:
+        for proc in [*procs, server]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
