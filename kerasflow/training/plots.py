@@ -70,3 +70,218 @@ def training_curves_png(history: dict[str, dict[int, float]], path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return Path(path)
+
+
+# ---------------------------------------------------------------- evaluation figures
+# Figure sizes are fixed (inches x dpi, no tight bounding box) so a PNG's pixel
+# size is known in advance: the tests read it from the file header.
+CURVE_SIZE = (6.0, 5.0)  # 600 x 500 px
+GRID_CELL = 1.6  # inches per image cell
+MAX_LEGEND = 12
+
+
+def _curve_axes(title: str, xlabel: str, ylabel: str):
+    fig, ax = plt.subplots(figsize=CURVE_SIZE, dpi=100)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _save(fig, path) -> Path:
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def roc_curves_png(y_true, probabilities, class_names, path) -> Path:
+    """One-vs-rest ROC curve per class with its AUC in the legend (600 x 500 px)."""
+    from kerasflow.training.evaluate import roc_curve
+
+    y_true = np.asarray(y_true).reshape(-1)
+    probs = np.asarray(probabilities)
+    fig, ax = _curve_axes("ROC (one vs rest)", "false positive rate", "true positive rate")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    for i, name in enumerate(class_names):
+        fpr, tpr, auc = roc_curve(y_true == i, probs[:, i])
+        if auc is None:
+            continue
+        label = f"{name} (AUC {auc:.3f})" if i < MAX_LEGEND else None
+        ax.plot(fpr, tpr, lw=1.2, label=label)
+    if len(class_names):
+        ax.legend(loc="lower right", fontsize=7)
+    return _save(fig, path)
+
+
+def pr_curves_png(y_true, probabilities, class_names, path) -> Path:
+    """One-vs-rest precision-recall curve per class with its average precision (600 x 500 px)."""
+    from kerasflow.training.evaluate import precision_recall_curve
+
+    y_true = np.asarray(y_true).reshape(-1)
+    probs = np.asarray(probabilities)
+    fig, ax = _curve_axes("precision-recall (one vs rest)", "recall", "precision")
+    for i, name in enumerate(class_names):
+        precision, recall, ap = precision_recall_curve(y_true == i, probs[:, i])
+        if ap is None:
+            continue
+        label = f"{name} (AP {ap:.3f})" if i < MAX_LEGEND else None
+        ax.step(recall, precision, where="post", lw=1.2, label=label)
+    if len(class_names):
+        ax.legend(loc="lower left", fontsize=7)
+    return _save(fig, path)
+
+
+def reliability_png(calibration: dict, path) -> Path:
+    """Reliability diagram: accuracy per confidence bin against the diagonal (600 x 500 px).
+
+    Args:
+        calibration: the ``calibration`` entry of a classification report.
+    """
+    edges = np.asarray(calibration["bin_edges"])
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = np.diff(edges)
+    acc = np.array([a if a is not None else 0.0 for a in calibration["bin_accuracy"]])
+    conf = np.array([c if c is not None else 0.0 for c in calibration["bin_confidence"]])
+    counts = np.asarray(calibration["bin_counts"])
+    ece = calibration["expected_calibration_error"]
+    fig, ax = _curve_axes(f"reliability (ECE {ece:.4f})", "confidence", "accuracy")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfectly calibrated")
+    shown = counts > 0
+    ax.bar(centers[shown], acc[shown], width[shown], edgecolor="black", alpha=0.7, label="accuracy")
+    ax.bar(
+        centers[shown],
+        conf[shown] - acc[shown],
+        width[shown],
+        bottom=acc[shown],
+        color="red",
+        alpha=0.3,
+        label="gap to confidence",
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def _grid_shape(n: int, columns: int) -> tuple[int, int]:
+    cols = max(1, min(columns, n))
+    return max(1, -(-n // cols)), cols
+
+
+def _show(ax, image) -> None:
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def image_grid_png(images, titles, path, columns: int = 4, title: str = "") -> Path:
+    """Images (0..1, HWC) in a grid with a caption each; ``GRID_CELL`` inches per cell."""
+    n = len(images)
+    rows, cols = _grid_shape(n, columns)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(GRID_CELL * cols, GRID_CELL * rows + 0.4), dpi=100, squeeze=False
+    )
+    for k, ax in enumerate(axes.flat):
+        if k < n:
+            _show(ax, images[k])
+            ax.set_title(titles[k], fontsize=6)
+        else:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def segmentation_grid_png(images, true_masks, pred_masks, num_classes: int, path) -> Path:
+    """Rows of image / true mask / predicted mask (masks coloured by class id)."""
+    n = len(images)
+    fig, axes = plt.subplots(
+        max(n, 1), 3, figsize=(GRID_CELL * 3, GRID_CELL * max(n, 1) + 0.3), dpi=100, squeeze=False
+    )
+    cmap = plt.get_cmap("tab20" if num_classes > 10 else "tab10", max(num_classes, 2))
+    for row in range(n):
+        _show(axes[row, 0], images[row])
+        for col, mask in ((1, true_masks[row]), (2, pred_masks[row])):
+            axes[row, col].imshow(
+                np.squeeze(mask),
+                cmap=cmap,
+                vmin=0,
+                vmax=max(num_classes - 1, 1),
+                interpolation="nearest",
+            )
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+    for col, name in enumerate(("image", "true mask", "predicted mask")):
+        axes[0, col].set_title(name, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def overlay(image, heatmap, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """A 0..1 RGB image with a 0..1 heatmap blended on top, ``(H, W, 3)`` float."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    colours = plt.get_cmap(cmap)(np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1))[..., :3]
+    return np.clip((1 - alpha) * image + alpha * colours, 0, 1)
+
+
+def explanation_grid_png(images, heatmaps, titles, path, alpha: float = 0.5) -> Path:
+    """Rows of image / heatmap / overlay, one row per explained image."""
+    n = len(images)
+    fig, axes = plt.subplots(
+        max(n, 1), 3, figsize=(GRID_CELL * 3, GRID_CELL * max(n, 1) + 0.3), dpi=100, squeeze=False
+    )
+    for row in range(n):
+        _show(axes[row, 0], images[row])
+        axes[row, 0].set_ylabel(titles[row], fontsize=6)
+        axes[row, 1].imshow(heatmaps[row], cmap="jet", vmin=0, vmax=1, interpolation="nearest")
+        axes[row, 1].set_xticks([])
+        axes[row, 1].set_yticks([])
+        _show(axes[row, 2], overlay(images[row], heatmaps[row], alpha))
+    for col, name in enumerate(("image", "heatmap", "overlay")):
+        axes[0, col].set_title(name, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def overlay_png(image, heatmap, path, alpha: float = 0.5, min_side: int = 224) -> Path:
+    """One overlay image, enlarged by whole-pixel repetition to at least ``min_side`` px."""
+    rgb = overlay(image, heatmap, alpha)
+    scale = max(1, -(-min_side // min(rgb.shape[:2])))
+    rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+    plt.imsave(path, rgb)
+    return Path(path)
+
+
+def comparison_png(runs: list[str], metrics: dict[str, list[float | None]], path) -> Path:
+    """Grouped bars: one group per metric, one bar per run (missing values left out)."""
+    names = list(metrics)
+    n_runs = max(len(runs), 1)
+    width = 0.8 / n_runs
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(names) * max(1, n_runs / 3)), 4.5), dpi=100)
+    x = np.arange(len(names))
+    for r, run in enumerate(runs):
+        values = [metrics[m][r] for m in names]
+        shown = [i for i, v in enumerate(values) if v is not None]
+        bars = ax.bar(
+            x[shown] + (r - (n_runs - 1) / 2) * width,
+            [values[i] for i in shown],
+            width,
+            label=run,
+        )
+        ax.bar_label(bars, fmt="%.3f", fontsize=6, rotation=90, padding=2)
+    ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+    ax.set_title("run comparison")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
