@@ -136,6 +136,7 @@ def evaluate(model, config, split, out_dir, overrides):
         if key in report:
             click.echo(f"  {key:<18} {report[key]:.4f}")
     click.echo(f"Report written to {written}")
+    click.echo(f"HTML report:       {written / f'report_{split}.html'}")
 
 
 @cli.command()
@@ -197,6 +198,120 @@ def data_check(config, overrides):
     click.echo(report.to_text())
     if not report.ok:
         sys.exit(1)
+
+
+# ---- evaluation engineer: compare runs, explain predictions
+@cli.command()
+@click.argument("refs", nargs=-1, required=True, metavar="RUN_ID_OR_EXPERIMENT...")
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    help="Metric to compare (repeatable; default: test accuracy, F1, AUC, ECE, IoU, loss).",
+)
+@click.option(
+    "--uri", default=None, help="Tracking store (default: ./mlruns or $MLFLOW_TRACKING_URI)."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="comparison",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for comparison.csv/.json/.md/.png.",
+)
+def compare(refs, metrics, uri, out_dir):
+    """Compare runs (run ids, or all runs of an experiment by name): a table and a plot."""
+    from kerasflow.training.compare import compare_runs
+
+    result = compare_runs(list(refs), list(metrics) or None, uri=uri, out_dir=out_dir)
+    click.echo(result.to_text())
+    click.echo("")
+    for metric in result.metrics:
+        best = result.best(metric)
+        if best:
+            click.echo(f"best {metric}: {best}")
+    click.echo(f"Table and plot written to {out_dir} (comparison.csv, comparison.png)")
+
+
+@cli.command()
+@click.argument("model")
+@click.option(
+    "--images",
+    "images",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Image file to explain (repeatable; --images a.png --images b.png).",
+)
+@click.argument("more_images", nargs=-1, type=click.Path(dir_okay=False, exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--method",
+    default="gradcam",
+    show_default=True,
+    type=click.Choice(["gradcam", "gradcam++", "saliency", "integrated_gradients"]),
+)
+@click.option("--target", type=int, default=None, help="Class id to explain (default: predicted).")
+@click.option("--layer", default=None, help="Grad-CAM feature-map layer (default: last conv).")
+@click.option(
+    "--steps", default=32, show_default=True, type=int, help="Integrated Gradients steps."
+)
+@click.option(
+    "--baseline",
+    default="zeros",
+    show_default=True,
+    help="Integrated Gradients baseline: zeros, mean or a number.",
+)
+@click.option("--samples", default=0, show_default=True, type=int, help="SmoothGrad samples.")
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    help="Run config for preprocessing (default: the model's run's config).",
+)
+@_set_option
+def explain(
+    model,
+    images,
+    more_images,
+    out_dir,
+    method,
+    target,
+    layer,
+    steps,
+    baseline,
+    samples,
+    config,
+    overrides,
+):
+    """Explain MODEL's predictions on image files; write one heatmap overlay per image."""
+    from kerasflow.training.explain import explain_files
+
+    try:
+        baseline_value = float(baseline)
+    except ValueError:
+        baseline_value = baseline
+    rows = explain_files(
+        model,
+        [*images, *more_images],
+        out_dir,
+        method=method,
+        target=target,
+        config=config,
+        overrides=list(overrides),
+        layer=layer,
+        steps=steps,
+        baseline=baseline_value,
+        samples=samples,
+    )
+    for row in rows:
+        pred = row.get("predicted_name", row["predicted"])
+        tgt = row.get("target_name", row["target"])
+        click.echo(
+            f"{row['image']}: predicted {pred} ({row['probability']:.3f}), "
+            f"explained {tgt} -> {row['overlay']}"
+        )
 
 
 # ---- serving engineer: export, serve

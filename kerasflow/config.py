@@ -379,6 +379,10 @@ class TrainConfig(Section):
     resume: bool = Field(default=True, description="Back up every epoch and resume after a crash")
     verbose: Literal["auto", 0, 1, 2] = "auto"
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "default"
+    explain_images: int = Field(
+        default=4, ge=0, description="test images explained in every run's report (0: off)"
+    )
+    explain_method: Literal["gradcam", "gradcam++", "saliency", "integrated_gradients"] = "gradcam"
 
 
 # ------------------------------------------------------------------ tracking

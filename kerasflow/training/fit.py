@@ -303,6 +303,7 @@ def _train(
     history = _history(tracker, fit_history, initial_epoch)
     plots.training_curves_png(history, out / "training_curves.png")
     report = evaluation.evaluate_split(model, prepared, "test", cfg.experiment.task, out_dir=out)
+    evaluation.add_run_explanations(model, prepared, report, out, cfg.train, tracker.run_id)
     test_loss = model.evaluate(
         prepared.dataset("test", training=False), verbose=0, return_dict=True
     )["loss"]
