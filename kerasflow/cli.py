@@ -80,10 +80,25 @@ _set_option = click.option(
 @cli.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @_set_option
-def train(config, overrides):
+@click.option(
+    "--workers",
+    default=None,
+    metavar="HOST:PORT,...",
+    help="Multi-worker training: every worker's address, worker 0 (the chief) first. "
+    "Writes TF_CONFIG and implies train.strategy=multi_worker.",
+)
+@click.option(
+    "--worker-index", type=int, default=None, help="This process's position in --workers."
+)
+def train(config, overrides, workers, worker_index):
     """Train, evaluate, track and register a model (CONFIG defaults to the packaged digits config)."""
     cfg = kerasflow.load_config(config, list(overrides))
+    if workers is not None or worker_index is not None:
+        cfg = _join_cluster(config, list(overrides), cfg, workers, worker_index)
     result = kerasflow.train(cfg)
+    if not result.test_metrics and not result.run_id and cfg.train.strategy == "multi_worker":
+        click.echo("Training finished on this worker; the chief evaluates, logs and registers.")
+        return
     click.echo("")
     click.echo("Test metrics:")
     for key, value in result.test_metrics.items():
@@ -103,6 +118,22 @@ def train(config, overrides):
     click.echo(
         f"Open the MLflow UI: kerasflow ui{'' if not cfg.tracking.uri else ' --uri ' + cfg.tracking.uri}"
     )
+
+
+def _join_cluster(config, overrides, cfg, workers, worker_index):
+    """Write TF_CONFIG for --workers/--worker-index; the config then trains multi-worker."""
+    from kerasflow.errors import ConfigError
+    from kerasflow.training.distribute import tf_config_json
+
+    if workers is None or worker_index is None:
+        raise ConfigError("--workers and --worker-index go together. Pass both or neither.")
+    if cfg.train.strategy not in ("default", "auto", "multi_worker"):
+        raise ConfigError(
+            f"--workers needs train.strategy multi_worker (or auto/default, which it switches). "
+            f"Received: train.strategy={cfg.train.strategy!r}"
+        )
+    os.environ["TF_CONFIG"] = tf_config_json(workers.split(","), worker_index)
+    return kerasflow.load_config(config, [*overrides, "train.strategy=multi_worker"])
 
 
 @cli.command()

@@ -378,7 +378,22 @@ class TrainConfig(Section):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     resume: bool = Field(default=True, description="Back up every epoch and resume after a crash")
     verbose: Literal["auto", 0, 1, 2] = "auto"
-    strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "default"
+    strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = Field(
+        default="default",
+        description="auto: multi_worker when TF_CONFIG lists several workers, else mirrored "
+        "with several GPUs (or cpu_replicas > 1), else default; data.batch_size is global",
+    )
+    scale_learning_rate: bool = Field(
+        default=False, description="multiply the learning rate by the number of replicas"
+    )
+    cpu_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="split the CPU into this many logical devices (mirrored without GPUs)",
+    )
+    worker_timeout_s: int = Field(
+        default=60, ge=1, description="multi_worker: a peer silent this long is an error"
+    )
     explain_images: int = Field(
         default=4, ge=0, description="test images explained in every run's report (0: off)"
     )

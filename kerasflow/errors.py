@@ -32,3 +32,9 @@ class TrackingError(KerasflowError):
 
 class ServingError(KerasflowError):
     """An export or serving request cannot be carried out."""
+
+
+class WorkerLostError(KerasflowError):
+    """A worker of a multi-worker job stopped answering; restart every worker to resume."""
+
+    exit_code = 1

@@ -26,11 +26,12 @@ import numpy as np
 
 from kerasflow import models, pipelines
 from kerasflow.config import RunConfig, load_config
+from kerasflow.errors import WorkerLostError
 from kerasflow.serving.export import export_after_training as _export_after_training
 from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
 from kerasflow.tracking import registry as model_registry
+from kerasflow.training import custom_loop, distribute, plots
 from kerasflow.training import evaluate as evaluation
-from kerasflow.training import plots
 from kerasflow.training.compile import compile_model
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,11 @@ def train(
         >>> result.test_metrics["test_accuracy"]
     """
     cfg = _as_config(config, overrides)
+    dist = distribute.setup(cfg.train)  # first: it may split the CPU into logical devices
+    if not dist.is_chief:  # only the chief logs to MLflow (tracking is not in the fingerprint)
+        cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"enabled": False})})
     set_seeds(cfg)
-    work = work_dir_for(cfg)
+    work = dist.own_dir(work_dir_for(cfg))
     if cfg.experiment.task == "detection":
         from kerasflow.pipelines.detection import prepare_detection
 
@@ -184,6 +188,9 @@ def train(
     except KeyboardInterrupt:
         tracker.end("KILLED")
         state.update(status="killed")
+        raise
+    except WorkerLostError:
+        tracker.end("KILLED")  # state stays "running": the restarted job resumes this MLflow run
         raise
     except BaseException:
         tracker.end("FAILED")
@@ -233,12 +240,15 @@ def _train(
         from kerasflow.training.detection import train_detection
 
         return train_detection(cfg, prepared, tracker, state, work)
-    model = models.build(
-        cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
-    )
-    batch = cfg.data.batch_size
+    dist = distribute.setup(cfg.train)  # cached: the strategy train() set up
+    batch = cfg.data.batch_size  # the global batch, split over the replicas
     steps = cfg.train.steps_per_epoch or max(1, math.ceil(prepared.size("train") / batch))
-    compile_model(model, cfg.compile, steps, cfg.train.epochs, prepared.num_classes)
+    with dist.scope():
+        model = models.build(
+            cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
+        )
+        compile_cfg = distribute.scaled_compile_config(cfg, dist)
+        compile_model(model, compile_cfg, steps, cfg.train.epochs, prepared.num_classes)
     out = work / "artifacts"
     out.mkdir(parents=True, exist_ok=True)
     if not tracker.resumed:
@@ -284,14 +294,20 @@ def _train(
 
     train_ds = prepared.dataset("train")
     val_ds = prepared.dataset("validation") if has_val else None
-    fit_history = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=cfg.train.epochs,
-        steps_per_epoch=cfg.train.steps_per_epoch,
-        callbacks=callbacks,
-        verbose=_verbosity(cfg.train.verbose),
-    )
+    if dist.custom_loop:  # multi-worker: Keras' fit fails there (see training/custom_loop.py)
+        loop = custom_loop.fit(model, prepared, cfg, dist, callbacks, work, steps)
+        fit_history, initial_epoch, model = loop, loop.initial_epoch, loop.model
+        if not dist.is_chief:  # workers only train; the chief evaluates, logs and registers
+            return TrainResult(model, {}, {}, {}, None, None, None, work, cfg, initial_epoch)
+    else:
+        fit_history = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.train.epochs,
+            steps_per_epoch=cfg.train.steps_per_epoch,
+            callbacks=callbacks,
+            verbose=_verbosity(cfg.train.verbose),
+        )
     if best_path.is_file():
         model.load_weights(str(best_path))
     else:
