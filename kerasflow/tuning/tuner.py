@@ -333,6 +333,33 @@ class _Search:
         return Path(got)
 
 
+def _serve_oracle(oracle, role: _Role, poll: float = 0.5) -> None:
+    """Serve ``oracle`` to workers over gRPC until every trial has ended and every worker left."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = oracle_chief.OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    address = f"{role.host}:{role.port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise ConfigError(f"The chief cannot listen on {address}. Choose a free --port.")
+    server.start()
+    log.info("chief: serving the oracle on %s", address)
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(poll)
+    finally:
+        server.stop(grace=2)
+
+
 class KerasflowTuner(keras_tuner.Tuner):
     """The loop that runs a search (Keras Tuner's ``Tuner``): one tracked fit per trial."""
 
@@ -351,6 +378,14 @@ class KerasflowTuner(keras_tuner.Tuner):
         # Saved before the first trial so that a kill in trial 0 still resumes.
         if not self._is_worker():
             self.save()
+
+    def search(self, *args, **kwargs):
+        if self.search_ctx.role.kind == "chief":
+            # Keras Tuner's own chief loop polls for the end every 20 s; this one every 0.5 s.
+            self.save()
+            _serve_oracle(self.oracle, self.search_ctx.role)
+            return
+        super().search(*args, **kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
         s = self.search_ctx

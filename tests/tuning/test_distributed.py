@@ -40,10 +40,13 @@ def _wait_http(url: str, timeout: float) -> None:
 @pytest.mark.slow
 def test_chief_and_two_workers_share_one_search(tmp_path):
     mlflow_port, oracle_port = _free_port(), _free_port()
+    backend = f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}"
+    (tmp_path / "server").mkdir()
+    MlflowClient(backend).search_experiments()  # create the tables here: the server starts faster
     server = subprocess.Popen(
         server_command(
             port=mlflow_port,
-            backend_uri=f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}",
+            backend_uri=backend,
             artifacts_destination=str(tmp_path / "server" / "artifacts"),
         ),
         env=subprocess_env(),
