@@ -263,3 +263,26 @@ def test_tfds_not_prepared_and_download_false(tmp_path):
     cfg = data_config(source="tfds:mnist", tfds={"data_dir": str(tmp_path)})
     with pytest.raises(DataError, match=r"cannot be read from .*download: true"):
         load_source(cfg)
+
+
+def test_tfrecord_segmentation_masks(tmp_path):
+    path = tmp_path / "seg.tfrecord"
+    mask = np.zeros((6, 8, 1), np.uint8)
+    mask[:, 4:] = 2
+    image = np.repeat(mask * 100, 3, axis=-1)
+
+    def feature(data):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))
+
+    with tf.io.TFRecordWriter(str(path)) as w:
+        feats = {
+            "image/encoded": feature(tf.io.encode_jpeg(image, quality=100).numpy()),
+            "image/mask": feature(tf.io.encode_png(mask).numpy()),
+        }
+        w.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+    cfg = data_config(source=str(path), image_size=[6, 8], channels=3, split=ALL_TRAIN,
+                      class_names=["bg", "a", "b"], tfrecord={"mask_key": "image/mask"})  # fmt: skip
+    data = prepare(cfg)
+    assert data.task == "segmentation"
+    ((_, got),) = _examples(data)
+    np.testing.assert_array_equal(got, mask[..., 0].astype(np.int32))
