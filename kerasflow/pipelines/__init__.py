@@ -3,6 +3,12 @@
 Public entry points: :func:`prepare` (load + split once, then
 ``PreparedData.dataset(split)``), :func:`build`, :func:`preprocess` (the
 deterministic part the serving SavedModel reuses) and :func:`decode_image`.
+
+Modules: ``sources`` (every ``data.source`` kind), ``scan`` (Pillow header
+checks), ``splits`` (stable hash splits), ``transforms`` (pure TF image ops),
+``builder`` (the plan and ``PreparedData``), ``check`` (``kerasflow data
+check``), ``preview`` (``kerasflow data preview``), ``synthetic`` (the offline
+shapes segmentation set).
 """
 
 from kerasflow.pipelines.builder import PreparedData, Step, build, prepare
