@@ -471,23 +471,29 @@ def load_tfrecord_source(pattern: str, data_config) -> SourceData:
     def parse(record):
         return tf.io.parse_single_example(record, features)
 
-    # One pass over labels only: sizes, label lists and keys before any training.
+    # One pass over labels only (images stay encoded), in batches: sizes, labels and keys.
+    label_features = {k: v for k, v in features.items() if k != spec.image_key}
     keys, raw_labels = [], []
     for f in files:
-        ds = tf.data.TFRecordDataset(f)
-        label_features = {k: v for k, v in features.items() if k != spec.image_key}
+        ds = tf.data.TFRecordDataset(f).map(
+            lambda rec: tf.io.parse_single_example(rec, label_features),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        n = 0
         try:
-            for i, rec in enumerate(ds):
-                ex = tf.io.parse_single_example(rec, label_features) if label_features else {}
-                keys.append(f"{Path(f).name}:{i}")
+            for batch in ds.batch(4096).as_numpy_iterator():
                 if not segmentation:
-                    value = ex[spec.label_key].numpy()
-                    raw_labels.append(value.decode() if isinstance(value, bytes) else int(value))
+                    values = batch[spec.label_key]
+                    raw_labels.extend(
+                        v.decode() if isinstance(v, bytes) else int(v) for v in values
+                    )
+                n += len(next(iter(batch.values())))
         except tf.errors.OpError as exc:
             raise DataError(
                 f"Cannot read TFRecord {f} with features {sorted(features)} "
                 f"(data.tfrecord): {exc.message}. Fix data.tfrecord or the file."
             ) from None
+        keys.extend(f"{Path(f).name}:{i}" for i in range(n))
     if segmentation:
         names = list(data_config.class_names or [])
         if not names:
@@ -630,12 +636,17 @@ def load_tfds_source(source: str, data_config) -> SourceData:
             continue
         used.append(part)
         ds = open_part(part, skip_images=True)
+        if segmentation:
+            ds = ds.map(lambda ex: (ex["tfds_id"], tf.zeros([], tf.int64)))
+        else:
+            ds = ds.map(lambda ex: (ex["tfds_id"], tf.cast(ex[opts.label_key], tf.int64)))
         try:
-            for i, ex in enumerate(ds.as_numpy_iterator()):
-                keys.append(ex["tfds_id"].decode())
-                labels.append(0 if segmentation else int(ex[opts.label_key]))
-                parts.append(part)
-                positions.append(i)
+            start = len(keys)
+            for ids, labs in ds.batch(4096).as_numpy_iterator():
+                keys.extend(k.decode() for k in ids)
+                labels.extend(int(v) for v in labs)
+            parts.extend([part] * (len(keys) - start))
+            positions.extend(range(len(keys) - start))
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
             raise DataError(f"TFDS dataset {full!r} split {part!r} failed to read: {exc}") from exc
     labels = np.array(labels, np.int64)
