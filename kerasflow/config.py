@@ -59,9 +59,10 @@ class SplitConfig(Section):
     another split. ``stratify: true`` instead ranks the hashes inside each
     class for exact per-class shares; a new file may then shift one neighbour
     at a class's boundary. ``mode: source`` uses the source's own splits
-    (TFDS), named by ``source_names``; a missing validation split is carved
-    from train by the ``validation`` fraction. ``auto`` is ``source`` for TFDS
-    and ``fractions`` otherwise.
+    (TFDS, or a folder of ``train/``, ``val/``, ``test/`` class folders),
+    named by ``source_names``; a missing validation split is carved from train
+    by the ``validation`` fraction. ``auto`` is ``source`` where the source has
+    splits and ``fractions`` otherwise.
     """
 
     train: float = 0.7

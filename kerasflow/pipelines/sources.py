@@ -54,8 +54,8 @@ class SourceData:
         masks: in-memory class-id masks ``(n, h, w)`` (``arrays`` segmentation).
         paths: image file paths (``files``).
         mask_paths: mask file paths (``files`` segmentation).
-        parts: the source's own split of each example (``stream``: e.g. TFDS
-            ``train``); ``None`` when the source has no splits.
+        parts: the source's own split of each example (TFDS ``train``, or a
+            folder's ``train/``, ``val/``, ``test/``); ``None`` when it has none.
         positions: index of each example inside its part's reader (``stream``).
         reader: ``reader(part)`` returns the part's ``tf.data.Dataset`` of raw
             records in a fixed order (``stream``).
@@ -250,23 +250,43 @@ def _log_ignored(ignored: Counter, where) -> dict[str, int]:
     return dict(ignored)
 
 
+SPLIT_FOLDERS = {
+    "train": "train", "training": "train", "val": "validation", "valid": "validation",
+    "validation": "validation", "test": "test", "testing": "test",
+}  # fmt: skip
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def load_folder_source(folder: str, data_config) -> SourceData:
-    """A folder with one subfolder per class; class names sorted or from ``class_names``."""
+    """A folder with one subfolder per class; class names sorted or from ``class_names``.
+
+    A folder whose subfolders are all split names (``train``, ``val`` or
+    ``validation``, ``test``), each with class subfolders, keeps those splits
+    as the source's own (``data.split.mode: auto`` uses them).
+    """
     root = Path(folder)
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    found = [p.name for p in subdirs]
+    top = _subdirs(root)
+    if top and all(p.name.lower() in SPLIT_FOLDERS for p in top) and any(map(_subdirs, top)):
+        bases = [(p, SPLIT_FOLDERS[p.name.lower()]) for p in top]
+    else:
+        bases = [(root, None)]
+    found = sorted({c.name for base, _ in bases for c in _subdirs(base)})
+    where = ", ".join(str(b) for b, _ in bases)
     if data_config.class_names is not None:
         names = list(data_config.class_names)
         missing = [c for c in names if c not in found]
         if missing:
             raise DataError(
-                f"data.class_names lists {missing} but {root} has no such subfolder "
+                f"data.class_names lists {missing} but {where} has no such subfolder "
                 f"(found: {found}). Add the folders or fix data.class_names."
             )
         extra = [c for c in found if c not in names]
         if extra:
             raise DataError(
-                f"{root} has class folders {extra} that are not in data.class_names "
+                f"{where} has class folders {extra} that are not in data.class_names "
                 f"{names}. Add them to class_names or move them out."
             )
     else:
@@ -277,23 +297,29 @@ def load_folder_source(folder: str, data_config) -> SourceData:
             f"{root}/<class_name>/ (extensions {', '.join(IMAGE_EXTENSIONS)})."
         )
     ignored: Counter = Counter()
-    paths, labels = [], []
-    for label, name in enumerate(names):
-        files = _list_images(root / name, ignored)
-        if not files:
-            raise DataError(
-                f"Class folder {root / name} has no images ({', '.join(IMAGE_EXTENSIONS)}). "
-                "Add images or remove the class."
-            )
-        paths.extend(files)
-        labels.extend([label] * len(files))
+    paths, labels, parts = [], [], []
+    for base, part in bases:
+        present = {c.name for c in _subdirs(base)}
+        for label, name in enumerate(names):
+            if name not in present:
+                continue  # a split folder may lack a class
+            files = _list_images(base / name, ignored)
+            if not files:
+                raise DataError(
+                    f"Class folder {base / name} has no images ({', '.join(IMAGE_EXTENSIONS)})."
+                    " Add images or remove the class."
+                )
+            paths.extend(files)
+            labels.extend([label] * len(files))
+            parts.extend([part] * len(files))
     keep, skipped = _screen(paths, root, data_config, data_config.min_image_side)
     paths = [p for p, k in zip(paths, keep, strict=True) if k]
     labels = np.array([lab for lab, k in zip(labels, keep, strict=True) if k], np.int64)
+    parts = [p for p, k in zip(parts, keep, strict=True) if k]
     return SourceData(
         name=folder, kind="files", keys=[_relative(p, root) for p in paths], labels=labels,
         class_names=names, paths=[str(p) for p in paths], skipped=skipped,
-        ignored=_log_ignored(ignored, root),
+        ignored=_log_ignored(ignored, root), parts=parts if bases[0][1] else None,
     )  # fmt: skip
 
 

@@ -286,3 +286,19 @@ def test_tfrecord_segmentation_masks(tmp_path):
     assert data.task == "segmentation"
     ((_, got),) = _examples(data)
     np.testing.assert_array_equal(got, mask[..., 0].astype(np.int32))
+
+
+def test_folder_with_split_subfolders_keeps_its_splits(tmp_path):
+    from tests.pipelines.helpers import make_class_folder
+
+    make_class_folder(tmp_path / "train", per_class=6, size=(4, 4))
+    make_class_folder(tmp_path / "test", per_class=1, size=(4, 4))
+    cfg = data_config(source=str(tmp_path), image_size=[4, 4], channels=3,
+                      split={"train": 0.5, "validation": 0.5, "test": 0.0})  # fmt: skip
+    data = prepare(cfg, seed=0)
+    assert data.class_names == ["cat", "dog", "fox"]
+    table = data.split_table()
+    assert {k for k, s, _ in table if s == "test"} == {f"test/{c}/{c}_0.png" for c in COLOURS}
+    carved = {k for k, s, _ in table if s == "validation"}
+    assert carved and all(k.startswith("train/") for k in carved)
+    assert data.size("train") + data.size("validation") == 18
