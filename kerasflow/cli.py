@@ -424,7 +424,14 @@ def serve(model, host, port, max_payload_mb, config, overrides):
 @click.option("--worker", "worker", default=None, metavar="ID", help="Run trials for a chief.")
 @click.option("--chief-address", default=None, metavar="HOST:PORT", help="--worker: the chief.")
 def tune(config, overrides, overwrite, chief, port, host, worker, chief_address):
-    """Search hyperparameters with the tune: section of CONFIG (re-run to resume)."""
+    """Search hyperparameters with the tune: section of CONFIG (re-run to resume).
+
+    CONFIG defaults to the packaged digits search (configs/digits_tune.yaml).
+    """
+    from kerasflow.config import default_config_path
+
+    if config is None:
+        config = str(default_config_path().with_name("digits_tune.yaml"))
     cfg = kerasflow.load_config(config, list(overrides))
     result = kerasflow.tune(
         cfg,
