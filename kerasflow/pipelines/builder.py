@@ -225,7 +225,8 @@ class PreparedData:
                     + (f", center_crop {cfg.center_crop}" if cfg.center_crop else "")
                     + f", resize {cfg.resize} to {tuple(cfg.image_size)} ({cfg.interpolation}"
                     + (", antialias" if cfg.antialias else "")
-                    + "), uint8",
+                    + "), uint8"
+                    + ("; mask nearest" if seg else ""),
                     element_fn=_deterministic_fn(cfg, seg),
                 )
             )
