@@ -4,6 +4,24 @@
 and returns a :class:`~kerasflow.tuning.tuner.TuneResult`. Keras Tuner is
 imported on first use, so the config schema can import
 :mod:`kerasflow.tuning.search_space` cheaply.
+
+Modules: :mod:`~kerasflow.tuning.search_space` (what the ``space`` means),
+:mod:`~kerasflow.tuning.hypermodel` (a trial's run config, data and model),
+:mod:`~kerasflow.tuning.tuner` (the loop, MLflow runs, resume, distribution),
+:mod:`~kerasflow.tuning.report` (``trials.csv`` and plots).
+
+Distributed tuning is Keras Tuner's chief/worker mode, with every process
+logging to one MLflow tracking server::
+
+    kerasflow server --port 5000 --backend-store-uri sqlite:////srv/mlflow/mlflow.db
+    # same as: mlflow server --backend-store-uri sqlite:////srv/mlflow/mlflow.db \
+    #   --artifacts-destination /srv/mlflow/artifacts --host 127.0.0.1 --port 5000
+    kerasflow tune search.yaml --set tracking.uri=http://HOST:5000 --chief --port 8000
+    kerasflow tune search.yaml --set tracking.uri=http://HOST:5000 \
+        --worker 1 --chief-address HOST:8000
+
+The server and the chief bind to 127.0.0.1 unless ``--host`` says otherwise
+(neither has authentication). Workers must use the chief's config file.
 """
 
 from __future__ import annotations
