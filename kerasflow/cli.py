@@ -382,10 +382,9 @@ def export_cmd(model, out_dir, version, config, overrides):
 @click.option("--port", default=5001, show_default=True, type=int)
 @click.option(
     "--max-payload-mb",
-    default=16.0,
-    show_default=True,
+    default=None,
     type=float,
-    help="Larger request bodies get HTTP 413.",
+    help="Larger request bodies get HTTP 413 (default: the run's export.max_payload_mb, else 16).",
 )
 @click.option(
     "--config", "config", type=click.Path(dir_okay=False), help="Run config for a .keras file."

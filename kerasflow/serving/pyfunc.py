@@ -93,6 +93,8 @@ def _field(columns: dict) -> tuple[str, object]:
 def _decode_b64(items, limit: float) -> list[bytes]:
     out, total = [], 0
     for i, item in enumerate(items):
+        if isinstance(item, np.ndarray) and item.ndim == 0:  # MLflow wraps row objects
+            item = item.item()
         if (
             isinstance(item, dict) and "b64" in item
         ):  # {"image_bytes": {"b64": ...}} TF Serving form

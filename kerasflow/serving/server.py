@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5001
+DEFAULT_MAX_PAYLOAD_MB = 16.0
 
 
 class PayloadLimit:
@@ -109,7 +110,7 @@ def _saved_model_dir(path: Path) -> Path | None:
 def prepare_serving_model(
     model: str,
     workdir: Path,
-    max_payload_mb: float,
+    max_payload_mb: float | None = None,
     config=None,
     overrides: list[str] | None = None,
     uri: str | None = None,
@@ -118,6 +119,7 @@ def prepare_serving_model(
     from kerasflow.serving.export import export, read_metadata
     from kerasflow.tracking import models as tracked
 
+    limit = DEFAULT_MAX_PAYLOAD_MB if max_payload_mb is None else max_payload_mb
     path = Path(model)
     if not model.startswith(("models:/", "runs:/")) and path.is_dir():
         if (path / "MLmodel").is_file():
@@ -129,21 +131,27 @@ def prepare_serving_model(
                 "(MLmodel). Pass a folder written by `kerasflow export` or an MLflow model."
             )
         read_metadata(saved)  # a clear error for SavedModels that kerasflow did not export
-        return str(tracked.save_serving_model(saved, workdir / "serving_model", max_payload_mb))
+        return str(tracked.save_serving_model(saved, workdir / "serving_model", limit))
     if config is None and not overrides:
         logged = tracked.serving_model_uri(model, uri)
         if logged:
             log.info("serving %s through its logged serving model %s", model, logged)
             return logged
     exported = export(model, workdir / "export", config=config, overrides=overrides, uri=uri)
-    return str(tracked.save_serving_model(exported.path, workdir / "serving_model", max_payload_mb))
+    return str(tracked.save_serving_model(exported.path, workdir / "serving_model", limit))
 
 
-def build_app(model_uri: str, max_payload_mb: float = 16.0, uri: str | None = None):
-    """MLflow's scoring app for a serving model, behind the request-size limit."""
+def build_app(model_uri: str, max_payload_mb: float | None = None, uri: str | None = None):
+    """MLflow's scoring app for a serving model, behind the request-size limit.
+
+    ``max_payload_mb`` None uses the limit saved with the model (the run's
+    ``export.max_payload_mb``), else 16 MB.
+    """
     from kerasflow.tracking import models as tracked
 
     pyfunc_model = tracked.load_serving_model(model_uri, max_payload_mb, uri)
+    if max_payload_mb is None:
+        max_payload_mb = tracked.saved_payload_limit_mb(pyfunc_model, DEFAULT_MAX_PAYLOAD_MB)
     return PayloadLimit(tracked.scoring_app(pyfunc_model), int(max_payload_mb * 1e6))
 
 
@@ -151,7 +159,7 @@ def serve(
     model: str,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
-    max_payload_mb: float = 16.0,
+    max_payload_mb: float | None = None,
     config=None,
     overrides: list[str] | None = None,
     uri: str | None = None,
@@ -163,13 +171,14 @@ def serve(
         model: see the module docstring.
         host: bind address; 127.0.0.1 keeps it on this machine.
         port: TCP port.
-        max_payload_mb: larger request bodies get HTTP 413.
+        max_payload_mb: larger request bodies get HTTP 413 (default: the limit saved
+            with the model, the run's ``export.max_payload_mb``, else 16).
         config: the run config for a ``.keras`` file (default: the model's run's config).
         on_ready: called with the app's URL once the model is loaded, before serving.
     """
     import uvicorn
 
-    if max_payload_mb <= 0:
+    if max_payload_mb is not None and max_payload_mb <= 0:
         raise ServingError(f"max_payload_mb must be positive. Received: {max_payload_mb}")
     workdir = Path(tempfile.mkdtemp(prefix="kerasflow-serve-"))
     try:

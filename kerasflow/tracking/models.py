@@ -110,15 +110,26 @@ def serving_model_uri(model: str, uri: str | None = None) -> str | None:
     return (mv.tags or {}).get(SERVING_MODEL_TAG)
 
 
-def load_serving_model(model: str | os.PathLike, max_payload_mb: float, uri: str | None = None):
-    """Load a kerasflow serving model (local folder or MLflow URI) as an MLflow pyfunc model."""
+def load_serving_model(
+    model: str | os.PathLike, max_payload_mb: float | None = None, uri: str | None = None
+):
+    """Load a kerasflow serving model (local folder or MLflow URI) as an MLflow pyfunc model.
+
+    ``max_payload_mb`` overrides the limit saved with the model (None keeps it).
+    """
     model = str(model)
     if model.startswith(("models:/", "runs:/")):
         mlflow.set_tracking_uri(resolve_tracking_uri(uri))
+    config = None if max_payload_mb is None else {"max_payload_mb": float(max_payload_mb)}
     try:
-        return mlflow.pyfunc.load_model(model, model_config={"max_payload_mb": max_payload_mb})
+        return mlflow.pyfunc.load_model(model, model_config=config)
     except MlflowException as exc:
         raise ServingError(f"Cannot load serving model {model!r}: {exc.message}") from exc
+
+
+def saved_payload_limit_mb(pyfunc_model, default: float) -> float:
+    """The ``max_payload_mb`` saved with a serving model (``default`` when it has none)."""
+    return float((pyfunc_model.model_config or {}).get("max_payload_mb", default))
 
 
 def scoring_app(pyfunc_model):
