@@ -157,3 +157,16 @@ def test_unknown_and_empty_split():
         data.dataset("val")
     with pytest.raises(DataError, match="'test' .* is empty"):
         data.dataset("test")
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_random_resized_crop_pipeline_files(class_folder, seg_folder, cache):
+    cfg = data_config(source=str(class_folder), image_size=[5, 5], channels=3, batch_size=12,
+                      cache=cache, split={"train": 1.0, "validation": 0.0, "test": 0.0},
+                      augment={"random_resized_crop": {"scale": [0.3, 1.0]}})  # fmt: skip
+    x, y = next(iter(prepare(cfg).dataset("train")))
+    assert x.shape == (12, 5, 5, 3) and sorted(np.bincount(y.numpy())) == [4, 4, 4]
+    seg = cfg.model_copy(update={"source": str(seg_folder), "batch_size": 6})
+    x, m = next(iter(prepare(seg).dataset("train")))
+    assert x.shape == (6, 5, 5, 3) and m.shape == (6, 5, 5)
+    assert set(np.unique(m.numpy())) <= {0, 1, 2} and 1 in m.numpy()
