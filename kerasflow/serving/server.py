@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -123,7 +124,7 @@ def prepare_serving_model(
     path = Path(model)
     if not model.startswith(("models:/", "runs:/")) and path.is_dir():
         if (path / "MLmodel").is_file():
-            return str(path)
+            return str(path)  # checked by load_serving_model before it loads
         saved = _saved_model_dir(path)
         if saved is None:
             raise ServingError(
@@ -141,7 +142,12 @@ def prepare_serving_model(
     return str(tracked.save_serving_model(exported.path, workdir / "serving_model", limit))
 
 
-def build_app(model_uri: str, max_payload_mb: float | None = None, uri: str | None = None):
+def build_app(
+    model_uri: str,
+    max_payload_mb: float | None = None,
+    uri: str | None = None,
+    workdir: str | os.PathLike | None = None,
+):
     """MLflow's scoring app for a serving model, behind the request-size limit.
 
     ``max_payload_mb`` None uses the limit saved with the model (the run's
@@ -149,7 +155,8 @@ def build_app(model_uri: str, max_payload_mb: float | None = None, uri: str | No
     """
     from kerasflow.tracking import models as tracked
 
-    pyfunc_model = tracked.load_serving_model(model_uri, max_payload_mb, uri)
+    dst = Path(workdir) / "downloaded" if workdir is not None else None
+    pyfunc_model = tracked.load_serving_model(model_uri, max_payload_mb, uri, dst)
     if max_payload_mb is None:
         max_payload_mb = tracked.saved_payload_limit_mb(pyfunc_model, DEFAULT_MAX_PAYLOAD_MB)
     return PayloadLimit(tracked.scoring_app(pyfunc_model), int(max_payload_mb * 1e6))
@@ -183,7 +190,7 @@ def serve(
     workdir = Path(tempfile.mkdtemp(prefix="kerasflow-serve-"))
     try:
         target = prepare_serving_model(model, workdir, max_payload_mb, config, overrides, uri)
-        app = build_app(target, max_payload_mb, uri)
+        app = build_app(target, max_payload_mb, uri, workdir)
         if on_ready is not None:
             on_ready(f"http://{host}:{port}")
         with contextlib.suppress(KeyboardInterrupt):

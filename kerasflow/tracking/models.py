@@ -110,16 +110,58 @@ def serving_model_uri(model: str, uri: str | None = None) -> str | None:
     return (mv.tags or {}).get(SERVING_MODEL_TAG)
 
 
+def check_serving_model(path: str | os.PathLike) -> None:
+    """Refuse a local MLflow model unless it is a kerasflow serving model.
+
+    A pyfunc model from code runs its Python file when it loads, so only a file
+    identical to kerasflow's own ``pyfunc_code.py`` is accepted; pickled
+    Python models are refused outright.
+    """
+    import yaml
+
+    path = Path(path)
+    mlmodel = path / "MLmodel"
+    if not mlmodel.is_file():
+        raise ServingError(f"{path} has no MLmodel file; it is not an MLflow model.")
+    flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function")
+    code = (flavor or {}).get("model_code_path")
+    ours = Path(_code_path()).read_bytes()
+    if (
+        not code
+        or not (path / Path(code).name).is_file()
+        or (path / Path(code).name).read_bytes() != ours
+    ):
+        raise ServingError(
+            f"{path} is not a kerasflow serving model (its python_function code is not "
+            "kerasflow's pyfunc_code.py), so it is not loaded: it could run foreign code or "
+            "unpickle objects. Serve its SavedModel export or .keras file instead."
+        )
+
+
 def load_serving_model(
-    model: str | os.PathLike, max_payload_mb: float | None = None, uri: str | None = None
+    model: str | os.PathLike,
+    max_payload_mb: float | None = None,
+    uri: str | None = None,
+    dst: str | os.PathLike | None = None,
 ):
     """Load a kerasflow serving model (local folder or MLflow URI) as an MLflow pyfunc model.
 
+    MLflow URIs are downloaded (to ``dst`` or a temporary folder) and checked
+    with :func:`check_serving_model` before anything of them runs.
     ``max_payload_mb`` overrides the limit saved with the model (None keeps it).
     """
+    import tempfile
+
     model = str(model)
     if model.startswith(("models:/", "runs:/")):
         mlflow.set_tracking_uri(resolve_tracking_uri(uri))
+        dst = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="kerasflow-model-"))
+        dst.mkdir(parents=True, exist_ok=True)
+        try:
+            model = mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=str(dst))
+        except MlflowException as exc:
+            raise ServingError(f"Cannot download serving model {model!r}: {exc.message}") from exc
+    check_serving_model(model)
     config = None if max_payload_mb is None else {"max_payload_mb": float(max_payload_mb)}
     try:
         return mlflow.pyfunc.load_model(model, model_config=config)

@@ -72,3 +72,28 @@ def test_payload_limit_without_content_length_reads_and_replays():
     sent = run([b"abcdef", b"ghijkl"])
     assert sent[0]["status"] == 413
     assert "at most 1e-05 MB" in json.loads(sent[1]["body"])["message"]
+
+
+def test_foreign_pyfunc_model_is_refused_before_its_code_runs(tmp_path):
+    import mlflow
+
+    from kerasflow.errors import ServingError
+    from kerasflow.serving.server import build_app
+
+    canary = tmp_path / "canary.txt"
+    code = tmp_path / "foreign.py"
+    code.write_text(
+        "from pathlib import Path\n"
+        "from mlflow.models import set_model\n"
+        "from mlflow.pyfunc import PythonModel\n"
+        f"Path({str(canary)!r}).write_text('ran')\n"
+        "class M(PythonModel):\n"
+        "    def predict(self, context, model_input, params=None):\n"
+        "        return model_input\n"
+        "set_model(M())\n"
+    )
+    mlflow.pyfunc.save_model(str(tmp_path / "foreign"), python_model=str(code), pip_requirements=[])
+    canary.unlink(missing_ok=True)  # saving ran it; loading must not
+    with pytest.raises(ServingError, match="not a kerasflow serving model"):
+        build_app(str(tmp_path / "foreign"))
+    assert not canary.exists()
