@@ -163,3 +163,12 @@ def test_segmentation_export_returns_a_class_map(tmp_path):
     np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-6)
     meta = json.loads((exported.path / "assets" / "kerasflow.json").read_text())
     assert meta["class_names"] == ["bg", "a", "b"]
+    # Through the pyfunc serving model: one class map per image.
+    from kerasflow.tracking import models as tracked
+
+    served = tracked.load_serving_model(
+        tracked.save_serving_model(exported.path, tmp_path / "served", 1.0)
+    )
+    got = served.predict({"images": np.zeros((2, 30, 20, 3), np.int64)})
+    assert len(got) == 2
+    assert np.array_equal(got[0]["class_map"], out["class_map"].numpy()[0])
