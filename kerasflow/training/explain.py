@@ -313,7 +313,13 @@ def explain(
     if images.ndim != 4:
         raise DataError(f"images must be (n, H, W, C). Received: shape {images.shape}")
     _check_classifier(model)
-    probs = np.asarray(model.predict(images, verbose=0, batch_size=batch_size), np.float32)
+    # Direct calls, not model.predict: no tf.function to trace for a handful of images.
+    probs = np.concatenate(
+        [
+            np.asarray(model(images[sl], training=False), np.float32)
+            for sl in _batches(len(images), batch_size)
+        ]
+    )
     predictions = probs.argmax(axis=1)
     targets = _targets(probs, target)
     used_layer = None
@@ -395,7 +401,7 @@ def write_split_explanations(
         f"true {names[t]} / pred {names[p]} ({result.probabilities[i, p]:.2f})"
         for i, (t, p) in enumerate(zip(labels, result.predictions, strict=True))
     ]
-    safe = method.replace("+", "pp")
+    safe = method.replace("++", "pp")
     path = Path(out_dir) / f"explanations_{split}_{safe}.png"
     plots.explanation_grid_png(
         _display(images, prepared.data_config), result.heatmaps, titles, path
@@ -446,7 +452,7 @@ def explain_files(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shown = _display(images, cfg.data)
-    safe = method.replace("+", "pp")
+    safe = method.replace("++", "pp")
     rows = []
     for i, path in enumerate(paths):
         overlay = plots.overlay_png(
