@@ -60,7 +60,19 @@ def subprocess_env() -> dict[str, str]:
 def ui_command(port: int = 5000, host: str = "127.0.0.1", uri: str | None = None) -> list[str]:
     """The ``mlflow ui`` command line for this store."""
     uri = resolve_tracking_uri(uri)
-    cmd = [*_mlflow_cli(), "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    # One worker: a personal UI needs no pool, and it starts much faster on a busy machine.
+    cmd = [
+        *_mlflow_cli(),
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     root = artifact_root_for(uri)
     if root:
         cmd += ["--default-artifact-root", root]
