@@ -576,7 +576,10 @@ def load_tfds_detection(source: str, data_config, seed: int) -> DetectionData:
                 boxes = tf.clip_by_value(
                     tf.reshape(tf.cast(obj[det.bbox_key], tf.float32), [-1, 4]), 0, 1
                 )
-                return image, boxes, tf.cast(obj[det.label_key], tf.int32)
+                labels = tf.cast(tf.reshape(obj[det.label_key], [-1]), tf.int32)
+                # Both are per-object sequences; a malformed record must not shift ids.
+                n = tf.minimum(tf.shape(boxes)[0], tf.shape(labels)[0])
+                return image, boxes[:n], labels[:n]
 
             return ds.map(convert, num_parallel_calls=AUTOTUNE, deterministic=True)
 

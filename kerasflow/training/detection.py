@@ -40,14 +40,18 @@ DETECTION_LOSSES = ("centernet",)
 
 # --------------------------------------------------------------------------- targets
 def gaussian_radius(height, width, min_overlap: float = 0.7):
-    """CenterNet's radius (in cells) within which a shifted box keeps ``min_overlap`` IoU."""
+    """CenterNet's radius (in cells) of an object's heatmap Gaussian.
+
+    The reference implementation's formula, kept as is (``(b + sqrt(...)) / 2`` in the
+    first two cases), so that targets match published CenterNet training.
+    """
     h, w, m = height, width, min_overlap
     b1 = h + w
     c1 = w * h * (1 - m) / (1 + m)
-    r1 = (b1 - tf.sqrt(tf.maximum(b1**2 - 4 * c1, 0.0))) / 2
+    r1 = (b1 + tf.sqrt(tf.maximum(b1**2 - 4 * c1, 0.0))) / 2
     b2 = 2 * (h + w)
     c2 = (1 - m) * w * h
-    r2 = (b2 - tf.sqrt(tf.maximum(b2**2 - 16 * c2, 0.0))) / 2
+    r2 = (b2 + tf.sqrt(tf.maximum(b2**2 - 16 * c2, 0.0))) / 2
     a3 = 4 * m
     b3 = -2 * m * (h + w)
     c3 = (m - 1) * w * h
@@ -83,8 +87,9 @@ def make_targets_fn(num_classes: int, out_hw, min_overlap: float = 0.7):
         two_s2 = (2 * sigma**2)[:, None, None]
         gauss = tf.exp(-(dy[:, :, None] + dx[:, None, :]) / two_s2)  # [n, h, w]
         onehot = tf.one_hot(classes, k)  # [n, k]
-        heat = tf.reduce_max(gauss[..., None] * onehot[:, None, None, :], axis=0)
-        heat = tf.reshape(heat, [out_h, out_w, k])  # also when n == 0
+        per_box = gauss[..., None] * onehot[:, None, None, :]
+        # A zero map first: the max over no boxes (all cropped away) is 0, not -inf.
+        heat = tf.reduce_max(tf.concat([tf.zeros([1, out_h, out_w, k]), per_box], 0), axis=0)
         index = tf.cast(tf.stack([iy, ix], -1), tf.int32)
         values = tf.stack([cy - iy, cx - ix, h, w, tf.ones_like(h)], -1)
         reg = tf.scatter_nd(index, values, [out_h, out_w, 5])
@@ -103,14 +108,16 @@ def heatmap_focal_loss(target, logits, alpha: float = 2.0, beta: float = 4.0):
     """CenterNet's penalty-reduced focal loss, summed (divide by the number of objects).
 
     Positives are cells whose target is 1; a negative near a centre (target
-    ``y < 1``) is down-weighted by ``(1 - y)^beta``.
+    ``y < 1``) is down-weighted by ``(1 - y)^beta``. Probabilities are clamped
+    to ``[1e-4, 1 - 1e-4]``.
     """
     target = tf.cast(target, tf.float32)
-    logits = tf.cast(logits, tf.float32)
-    p = tf.sigmoid(logits)
+    # Clamped as in CenterNet: each cell's loss stays below -log(1e-4), so one
+    # confident mistake early in training cannot overflow the sum.
+    p = tf.clip_by_value(tf.sigmoid(tf.cast(logits, tf.float32)), 1e-4, 1 - 1e-4)
     pos = tf.cast(target >= 1.0 - 1e-6, tf.float32)
-    pos_loss = -tf.math.log_sigmoid(logits) * (1 - p) ** alpha * pos
-    neg_loss = -tf.math.log_sigmoid(-logits) * p**alpha * (1 - target) ** beta * (1 - pos)
+    pos_loss = -tf.math.log(p) * (1 - p) ** alpha * pos
+    neg_loss = -tf.math.log(1 - p) * p**alpha * (1 - target) ** beta * (1 - pos)
     return tf.reduce_sum(pos_loss) + tf.reduce_sum(neg_loss)
 
 

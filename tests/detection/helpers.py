@@ -1,0 +1,53 @@
+"""Tiny detection data written by the tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_png(path: Path, h: int, w: int, blocks=()) -> Path:
+    """A black RGB PNG with white blocks ``(top, left, bottom, right)`` in pixels."""
+    image = np.zeros((h, w, 3), np.uint8)
+    for top, left, bottom, right in blocks:
+        image[top:bottom, left:right] = 255
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
+
+
+def write_coco(root: Path, images, categories=("cat", "dog"), name="ann.json") -> Path:
+    """``images``: ``[(file_name, h, w, [(bbox_xywh, category_id), ...]), ...]``; PNGs are written."""
+    doc = {"images": [], "annotations": [], "categories": []}
+    doc["categories"] = [{"id": i + 1, "name": n} for i, n in enumerate(categories)]
+    for i, (file_name, h, w, anns) in enumerate(images, start=1):
+        if file_name:
+            write_png(root / file_name, h, w)
+        doc["images"].append({"id": i, "file_name": file_name, "height": h, "width": w})
+        for bbox, cat in anns:
+            doc["annotations"].append(
+                {"id": len(doc["annotations"]) + 1, "image_id": i, "bbox": bbox, "category_id": cat}
+            )
+    path = root / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def data_config(source, root=None, **extra):
+    from kerasflow.config import build_config
+
+    data = {
+        "source": str(source),
+        "image_size": [64, 64],
+        "channels": 3,
+        "resize": "pad",
+        "batch_size": 4,
+        "split": {"train": 1.0, "validation": 0.0, "test": 0.0},
+        **extra,
+    }
+    if root is not None:
+        data["root"] = str(root)
+    return build_config({"experiment": {"task": "detection"}, "data": data}).data
