@@ -487,6 +487,9 @@ def evaluate_model(model: str, config=None, split: str = "test", out_dir=None, o
         split: ``train``, ``validation`` or ``test``.
         out_dir: where the report files go (default ``./evaluation/<split>``).
 
+    Like a training run's report, it includes ``train.explain_images`` explanation
+    overlays (classification).
+
     Returns:
         (report, out_dir); the HTML page is ``out_dir / f"report_{split}.html"``.
     """
@@ -502,5 +505,5 @@ def evaluate_model(model: str, config=None, split: str = "test", out_dir=None, o
         keras_model, prepared, split, cfg.experiment.task, out_dir=out, run_id=run_id
     )
     report["model"] = model
-    write_report_files(report, out, split, run_id)
+    add_run_explanations(keras_model, prepared, report, out, cfg.train, run_id)
     return report, out

@@ -151,14 +151,26 @@ def reliability_png(calibration: dict, path) -> Path:
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfectly calibrated")
     shown = counts > 0
     ax.bar(centers[shown], acc[shown], width[shown], edgecolor="black", alpha=0.7, label="accuracy")
+    # Mean confidence as a red tick per bin: the gap to the bar top is the miscalibration.
+    ax.hlines(
+        conf[shown],
+        edges[:-1][shown],
+        edges[1:][shown],
+        colors="red",
+        linewidth=2,
+        label="mean confidence",
+    )
+    for x, a, c in zip(centers[shown], acc[shown], conf[shown], strict=True):
+        ax.plot([x, x], [a, c], color="red", lw=0.8, alpha=0.6)
+    frac = counts / max(counts.sum(), 1)
     ax.bar(
-        centers[shown],
-        conf[shown] - acc[shown],
-        width[shown],
-        bottom=acc[shown],
-        color="red",
-        alpha=0.3,
-        label="gap to confidence",
+        centers,
+        frac * 0.15,
+        width,
+        bottom=0,
+        color="grey",
+        alpha=0.5,
+        label="share of examples (x0.15)",
     )
     ax.legend(loc="upper left", fontsize=8)
     return _save(fig, path)

@@ -306,6 +306,7 @@ def test_cli_evaluate_prints_html_path(digits_result, tmp_path):
     assert res.exit_code == 0, res.output
     assert f"HTML report:       {out / 'report_test.html'}" in res.output
     html = (out / "report_test.html").read_text()
-    assert digits_result.run_id in html
+    assert digits_result.run_id in html and "Explanations (gradcam)" in html
+    assert (out / "explanations_test_gradcam.png").is_file()
     saved = json.loads((out / "evaluation_test.json").read_text())
     assert saved["accuracy"] == pytest.approx(digits_result.report["accuracy"], abs=1e-12)
