@@ -1,0 +1,82 @@
+"""A crash marks the MLflow run FAILED, Ctrl-C marks it KILLED; seeds make runs repeatable."""
+
+import _thread
+import json
+import threading
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+import kerasflow
+from kerasflow.errors import ConfigError
+from kerasflow.training.fit import work_dir_for
+
+TINY = [
+    "data.image_size=[8,8]",
+    "model.params.width=4",
+    "model.params.dense_units=16",
+    "train.verbose=0",
+    "compile.schedule.warmup_epochs=0",
+]
+
+
+def _cfg(tmp_path, name, *extra):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = [
+        f"experiment.name={name}",
+        f"experiment.work_dir={tmp_path / 'runs'}",
+        f"tracking.uri={uri}",
+        *TINY,
+        *extra,
+    ]
+    return kerasflow.load_config(None, overrides), MlflowClient(uri)
+
+
+def _only_run(client, name):
+    (run,) = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    return run
+
+
+def test_crash_marks_run_failed(tmp_path):
+    cfg, client = _cfg(tmp_path, "crash", "compile.loss.name=no_such_loss")
+    with pytest.raises(ConfigError, match="no_such_loss"):
+        kerasflow.train(cfg)
+    assert _only_run(client, "crash").info.status == "FAILED"
+    state = json.loads((work_dir_for(cfg) / "state.json").read_text())
+    assert state["status"] == "failed"
+
+
+def test_ctrl_c_marks_run_killed(tmp_path):
+    cfg, client = _cfg(tmp_path, "ctrlc", "train.epochs=400", "train.early_stopping.enabled=false")
+    meta = work_dir_for(cfg) / "backup" / "training_metadata.json"
+
+    def interrupt_after_first_epoch():
+        deadline = time.time() + 120
+        while not meta.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        _thread.interrupt_main()  # what Ctrl-C does
+
+    threading.Thread(target=interrupt_after_first_epoch, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        kerasflow.train(cfg)
+    run = _only_run(client, "ctrlc")
+    assert run.info.status == "KILLED"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) >= 1
+
+
+def test_same_seed_same_results(tmp_path):
+    # Without experiment.deterministic (which switches TF op determinism on for the whole
+    # process, for good): on CPU, seeding alone already repeats a run.
+    results = []
+    for i in range(2):
+        cfg, _ = _cfg(
+            tmp_path / str(i),
+            "seeded",
+            "train.epochs=2",
+            "tracking.enabled=false",
+        )
+        results.append(kerasflow.train(cfg))
+    a, b = (r.history["loss"] for r in results)
+    assert a == b
+    assert results[0].test_metrics == results[1].test_metrics
