@@ -154,13 +154,23 @@ def _join_cluster(config, overrides, cfg, workers, worker_index):
     type=click.Path(file_okay=False),
     help="Folder for the report files.",
 )
+@click.option(
+    "--log-to-run",
+    is_flag=True,
+    help="Also log the report files to the model's MLflow run (evaluation/<split>/).",
+)
 @_set_option
-def evaluate(model, config, split, out_dir, overrides):
+def evaluate(model, config, split, out_dir, log_to_run, overrides):
     """Evaluate MODEL (models:/NAME@alias, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file)."""
     from kerasflow.training.evaluate import evaluate_model
 
     report, written = evaluate_model(
-        model, config, split=split, out_dir=out_dir, overrides=list(overrides)
+        model,
+        config,
+        split=split,
+        out_dir=out_dir,
+        overrides=list(overrides),
+        log_to_run=log_to_run,
     )
     click.echo(f"{split} split: {report['num_examples']} examples")
     for key in ("accuracy", "top3_accuracy", "macro_precision", "macro_recall", "macro_f1"):
@@ -168,6 +178,8 @@ def evaluate(model, config, split, out_dir, overrides):
             click.echo(f"  {key:<18} {report[key]:.4f}")
     click.echo(f"Report written to {written}")
     click.echo(f"HTML report:       {written / f'report_{split}.html'}")
+    if log_to_run:
+        click.echo(f"Logged to the model's MLflow run under evaluation/{split}/")
 
 
 @cli.command()

@@ -478,7 +478,14 @@ def resolve_config(model: str, config=None, overrides=None):
     return build_config(yaml.safe_load(text), overrides, origin=f"(config of {model})")
 
 
-def evaluate_model(model: str, config=None, split: str = "test", out_dir=None, overrides=None):
+def evaluate_model(
+    model: str,
+    config=None,
+    split: str = "test",
+    out_dir=None,
+    overrides=None,
+    log_to_run: bool = False,
+):
     """Evaluate a saved or registered model on one split of its data.
 
     Args:
@@ -486,6 +493,8 @@ def evaluate_model(model: str, config=None, split: str = "test", out_dir=None, o
         config: the run config (path or :class:`RunConfig`); default: the config logged with the model's run.
         split: ``train``, ``validation`` or ``test``.
         out_dir: where the report files go (default ``./evaluation/<split>``).
+        log_to_run: also log the report files to the model's MLflow run, under
+            ``evaluation/<split>/``.
 
     Like a training run's report, it includes ``train.explain_images`` explanation
     overlays (classification).
@@ -506,4 +515,15 @@ def evaluate_model(model: str, config=None, split: str = "test", out_dir=None, o
     )
     report["model"] = model
     add_run_explanations(keras_model, prepared, report, out, cfg.train, run_id)
+    if log_to_run:
+        from kerasflow.errors import TrackingError
+        from kerasflow.tracking import RunTracker
+        from kerasflow.tracking.store import resolve_tracking_uri
+
+        if run_id is None:
+            raise TrackingError(f"{model} is not an MLflow model; there is no run to log to.")
+        tracker = RunTracker(resolve_tracking_uri(cfg.tracking.uri), run_id)
+        for path in sorted(out.iterdir()):
+            if path.is_file():
+                tracker.log_artifact(path, f"evaluation/{split}")
     return report, out

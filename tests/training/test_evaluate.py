@@ -302,7 +302,7 @@ def test_cli_evaluate_prints_html_path(digits_result, tmp_path):
     out = tmp_path / "ev"
     uri = f"runs:/{digits_result.run_id}/model"
     env = {"MLFLOW_TRACKING_URI": digits_result.config.tracking.uri}
-    res = CliRunner().invoke(cli, ["evaluate", uri, "--out", str(out)], env=env)
+    res = CliRunner().invoke(cli, ["evaluate", uri, "--out", str(out), "--log-to-run"], env=env)
     assert res.exit_code == 0, res.output
     assert f"HTML report:       {out / 'report_test.html'}" in res.output
     html = (out / "report_test.html").read_text()
@@ -310,3 +310,8 @@ def test_cli_evaluate_prints_html_path(digits_result, tmp_path):
     assert (out / "explanations_test_gradcam.png").is_file()
     saved = json.loads((out / "evaluation_test.json").read_text())
     assert saved["accuracy"] == pytest.approx(digits_result.report["accuracy"], abs=1e-12)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(digits_result.config.tracking.uri)
+    logged = {f.path for f in client.list_artifacts(digits_result.run_id, "evaluation/test")}
+    assert "evaluation/test/report_test.html" in logged
