@@ -169,6 +169,7 @@ def fit(
     try:
         return _fit(model, prepared, cfg, dist, callbacks, work, steps_per_epoch)
     except _PEER_ERRORS as exc:
+        log.error("a peer worker stopped answering: %s", type(exc).__name__)
         shared = dist.shared_dir(work) / BACKUP_DIR
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise WorkerLostError(
