@@ -169,6 +169,37 @@ def test_segmentation_metrics_match_sklearn():
 
 
 # ------------------------------------------------------------------ files
+def _parse_html(text: str) -> dict:
+    """The page's title and any tags left open (a well-formed page has none)."""
+    from html.parser import HTMLParser
+
+    void = {"meta", "img", "br", "hr", "link", "input"}
+
+    class Parser(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack, self.title, self.in_title = [], "", False
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in void:
+                self.stack.append(tag)
+            self.in_title = tag == "title"
+
+        def handle_endtag(self, tag):
+            assert self.stack and self.stack[-1] == tag, (tag, self.stack[-3:])
+            self.stack.pop()
+            self.in_title = False
+
+        def handle_data(self, data):
+            if self.in_title:
+                self.title += data
+
+    parser = Parser()
+    parser.feed(text)
+    parser.close()
+    return {"title": parser.title, "unclosed": parser.stack}
+
+
 class FakePrepared:
     """The parts of PreparedData that evaluation uses, over in-memory arrays."""
 
@@ -223,6 +254,8 @@ def test_evaluate_split_writes_json_pngs_and_html(tiny_classifier, tmp_path):
         assert png_size(tmp_path / "confident_mistakes_test.png") == expected
     html = (tmp_path / "report_test.html").read_text()
     assert "abc123run" in html and html.startswith("<!DOCTYPE html>")
+    parsed = _parse_html(html)
+    assert "abc123run" in parsed["title"] and parsed["unclosed"] == []
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(images) == 5 + (1 if len(wrong) else 0)
     assert base64.b64decode(images[0])[:8] == b"\x89PNG\r\n\x1a\n"
