@@ -62,7 +62,8 @@ def test_builds_trains_one_step_and_reloads(name, tmp_path):
     )
     assert changed > 0.9 * len(before)
 
-    probs = model.predict_on_batch(x)
+    # Eager calls: tracing a predict function for a deep graph costs more than the test.
+    probs = keras.ops.convert_to_numpy(model(x, training=False))
     assert probs.shape == (2, *expected[1:])
     assert np.isfinite(probs).all()
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
@@ -70,6 +71,6 @@ def test_builds_trains_one_step_and_reloads(name, tmp_path):
     path = tmp_path / f"{name}.keras"
     model.save(path)
     reloaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_array_equal(reloaded.predict_on_batch(x), probs)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(reloaded(x, training=False)), probs)
     assert [layer.name for layer in reloaded.layers] == [layer.name for layer in model.layers]
     keras.backend.clear_session()
