@@ -523,7 +523,10 @@ def models():
 @models.command("list")
 @click.option("--name", "names", multiple=True, help="Only this model (repeatable).")
 @click.option(
-    "--task", type=click.Choice(["classification", "segmentation"]), default=None, help="Filter."
+    "--task",
+    type=click.Choice(["classification", "segmentation", "detection"]),
+    default=None,
+    help="Only models of this task.",
 )
 @click.option(
     "--counts/--no-counts",
