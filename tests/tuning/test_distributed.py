@@ -56,7 +56,6 @@ def test_chief_and_two_workers_share_one_search(tmp_path):
     procs: list[subprocess.Popen] = []
     try:
         uri = f"http://127.0.0.1:{mlflow_port}"
-        _wait_http(f"{uri}/health", 120)
         data = tiny_config(
             tmp_path,
             uri,
@@ -91,6 +90,9 @@ def test_chief_and_two_workers_share_one_search(tmp_path):
             procs.append(
                 subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=logs[name], stderr=logs[name])
             )
+        # The processes import TensorFlow while the server starts; MLflow's client retries
+        # until the server answers.
+        _wait_http(f"{uri}/health", 180)
         for proc in procs:
             proc.wait(timeout=420)
         for f in logs.values():
