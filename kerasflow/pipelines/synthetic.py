@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 SHAPE_CLASSES = ("background", "circle", "square", "triangle")
-DEFAULTS = {"num_images": 240, "size": 64, "seed": 0, "max_shapes": 3}
+DEFAULTS = {"num_images": 400, "size": 64, "seed": 0, "max_shapes": 3}
 
 
 def draw_shapes_example(rng: np.random.Generator, size: int = 64, max_shapes: int = 3):
