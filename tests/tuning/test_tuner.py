@@ -170,11 +170,18 @@ def test_each_tuner_runs_a_tiny_search(tuner, tune_root, tune_uri):
             "space": {
                 "model.params.width": {"choice": [2, 4]},
                 "compile.optimizer.learning_rate": {"float": [1e-3, 1e-2], "sampling": "log"},
+                # Conditional: only searched while width is 4.
+                "model.params.dense_units": {"choice": [8, 32], "when": {"model.params.width": 4}},
             },
         },
         tracking={"log_model": False},
     )
     result = tune(build_config(data))
+    for row in result.trials:
+        if row["model.params.width"] == 4:
+            assert row["model.params.dense_units"] in (8, 32)
+        else:
+            assert "model.params.dense_units" not in row
     completed = [r for r in result.trials if r["status"] == "COMPLETED"]
     if tuner == "hyperband":
         # Hyperband's budget decides the count; its trials carry their epoch budget.
