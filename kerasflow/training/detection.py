@@ -209,15 +209,43 @@ class CenterNetLoss(keras.losses.Loss):
         return config
 
 
+TERMS = ("heatmap", "offset", "box")
+
+
+def _term_value(y_true, y_pred, index: int, num_classes: int, box_loss: str):
+    return loss_terms(y_true, y_pred, num_classes, box_loss)[index]
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class CenterNetTerm(keras.metrics.MeanMetricWrapper):
+    """One term of :class:`CenterNetLoss` as a metric (``heatmap``, ``offset`` or ``box``)."""
+
+    def __init__(self, term: str, num_classes: int, box_loss: str = "l1", name=None, dtype=None):
+        if term not in TERMS:
+            raise ValueError(f"term must be one of {TERMS}. Received: term={term!r}")
+        self.term, self.num_classes, self.box_loss = term, int(num_classes), box_loss
+        default = f"box_{box_loss}_loss" if term == "box" else f"{term}_loss"
+        super().__init__(
+            _term_value,
+            name=name or default,
+            dtype=dtype,
+            index=TERMS.index(term),
+            num_classes=self.num_classes,
+            box_loss=box_loss,
+        )
+
+    def get_config(self):
+        return {
+            "term": self.term,
+            "num_classes": self.num_classes,
+            "box_loss": self.box_loss,
+            "name": self.name,
+            "dtype": self.dtype,
+        }
+
+
 def _term_metrics(num_classes: int, box_loss: str) -> list:
-    def term(i, name):
-        def fn(y_true, y_pred):
-            return loss_terms(y_true, y_pred, num_classes, box_loss)[i]
-
-        fn.__name__ = name
-        return fn
-
-    return [term(0, "heatmap_loss"), term(1, "offset_loss"), term(2, f"box_{box_loss}_loss")]
+    return [CenterNetTerm(t, num_classes, box_loss) for t in TERMS]
 
 
 def build_detection_loss(compile_config, num_classes: int) -> CenterNetLoss:
@@ -389,6 +417,65 @@ class MapCallback(keras.callbacks.Callback):
         prefix = "val_" if self.split == "validation" else f"{self.split}_"
         logs[f"{prefix}map50"] = float(np.nan_to_num(report["map50"]))
         logs[f"{prefix}map"] = float(np.nan_to_num(report["map"]))
+
+
+# --------------------------------------------------------------------------- generic loops
+class DetectionTrainingData:
+    """Detection data whose ``dataset()`` yields the model's dense targets.
+
+    What generic loops that call ``prepared.dataset(split)`` and ``model.fit``
+    (the tuner) train on; everything else is the wrapped
+    :class:`~kerasflow.pipelines.detection.DetectionData`.
+    """
+
+    def __init__(self, data, targets_fn):
+        self.data = data
+        self.targets_fn = targets_fn
+
+    def dataset(self, split: str, training: bool | None = None, batch: bool = True):
+        return self.data.dataset(split, training, batch, targets_fn=self.targets_fn)
+
+    def __getattr__(self, name):
+        return getattr(self.data, name)
+
+
+def output_hw(cfg, input_shape) -> tuple[int, int]:
+    """The detector's output map size for the config (input / ``output_stride``)."""
+    from kerasflow import models
+
+    params = {**models.get_spec(cfg.model.name).defaults, **cfg.model.params}
+    stride = int(params.get("output_stride", 4))
+    return input_shape[0] // stride, input_shape[1] // stride
+
+
+def prepare_training_data(cfg) -> DetectionTrainingData:
+    """Load the config's detection data with its targets bound (for the tuner)."""
+    from kerasflow.pipelines.detection import prepare_detection
+
+    data = prepare_detection(cfg.data, cfg.experiment.seed)
+    return DetectionTrainingData(
+        data, make_targets_fn(data.num_classes, output_hw(cfg, data.input_shape))
+    )
+
+
+def build_compiled_detector(cfg, prepared):
+    """A fresh compiled detector of ``cfg``, as :func:`train_detection` compiles it."""
+    model, _ = build_detector(cfg, prepared)
+    steps = cfg.train.steps_per_epoch or max(
+        1, math.ceil(prepared.size("train") / cfg.data.batch_size)
+    )
+    return compile_detector(model, cfg.compile, prepared.num_classes, steps, cfg.train.epochs)
+
+
+def evaluate_split_report(model, prepared, split: str = "test", out_dir=None) -> dict:
+    """:func:`kerasflow.training.evaluate.evaluate_split` for detection: mAP report, box grid."""
+    data = getattr(prepared, "data", prepared)
+    grid = Path(out_dir) / f"predictions_{split}.png" if out_dir is not None else None
+    report = evaluate_detection(model, data, split, grid_path=grid)
+    report["task"] = "detection"
+    if out_dir is not None:
+        (Path(out_dir) / f"evaluation_{split}.json").write_text(json.dumps(report, indent=2))
+    return report
 
 
 # --------------------------------------------------------------------------- training

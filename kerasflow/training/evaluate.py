@@ -262,6 +262,11 @@ SCALAR_KEYS = (
 
 def scalar_metrics(report: dict, prefix: str = "test_") -> dict[str, float]:
     """The report's headline numbers as ``{prefix + name: value}`` for MLflow."""
+    if report.get("task") == "detection":
+        from kerasflow.training.detection import scalar_metrics as detection_metrics
+
+        out = detection_metrics(report, prefix)
+        return {**out, f"{prefix}loss": report["loss"]} if "loss" in report else out
     out = {f"{prefix}{k}": report[k] for k in SCALAR_KEYS if report.get(k) is not None}
     if "mean_iou" in report:
         for name, values in report["per_class"].items():
@@ -406,6 +411,10 @@ def evaluate_split(
     Args:
         run_id: the MLflow run the report belongs to (named in the HTML page).
     """
+    if task == "detection":
+        from kerasflow.training.detection import evaluate_split_report
+
+        return evaluate_split_report(model, prepared, split, out_dir)
     ds = prepared.dataset(split, training=False)
     probs = predict(model, ds)
     labels = prepared.labels(split)

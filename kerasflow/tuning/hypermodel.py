@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 def build_compiled_model(cfg: RunConfig, prepared) -> keras.Model:
     """A fresh model of ``cfg`` for ``prepared`` data, compiled as ``train()`` compiles it."""
+    if cfg.experiment.task == "detection":
+        from kerasflow.training.detection import build_compiled_detector
+
+        return build_compiled_detector(cfg, prepared)
     model = models.build(
         cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
     )
@@ -66,7 +70,12 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         """The prepared data of ``cfg``, loaded once per distinct data section and seed."""
         key = json.dumps([cfg.data.model_dump(mode="json"), cfg.experiment.seed], sort_keys=True)
         if key not in self._data:
-            self._data[key] = pipelines.prepare(cfg.data, cfg.experiment.seed)
+            if cfg.experiment.task == "detection":
+                from kerasflow.training.detection import prepare_training_data
+
+                self._data[key] = prepare_training_data(cfg)
+            else:
+                self._data[key] = pipelines.prepare(cfg.data, cfg.experiment.seed)
         else:
             log.debug("reusing prepared data for %s", cfg.data.source)
         return self._data[key]
