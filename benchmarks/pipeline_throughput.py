@@ -10,8 +10,8 @@ random horizontal flip, for:
   decode+resize+flip -> batch -> prefetch);
 * a Python generator decoding with Pillow through ``Dataset.from_generator``.
 
-Contenders alternate within each repeat (so load on a shared machine hits all
-of them alike); the medians are reported. The input stall is the step time of
+Contenders alternate within each repeat, in a rotating order (so load on a
+shared machine hits all of them alike); the medians are reported. The input stall is the step time of
 a small model's ``fit`` fed by the cached kerasflow pipeline divided by the
 same ``fit`` fed by in-memory arrays.
 
@@ -226,8 +226,11 @@ def main(argv=None) -> dict:
         rates: dict[str, list[float]] = {k: [] for k in contenders}
         for ds, limit in contenders.values():  # warm-up; fills the kerasflow cache
             epoch_rate(ds, limit)
-        for _ in range(repeats):
-            for name, (ds, limit) in contenders.items():
+        names = list(contenders)
+        for r in range(repeats):
+            # Rotate who goes first, so no contender always follows the same neighbour.
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                ds, limit = contenders[name]
                 rates[name].append(epoch_rate(ds, limit))
         med = {k: statistics.median(v) for k, v in rates.items()}
         stall = input_stall(root, steps=8 if args.quick else 12, epochs=4 if args.quick else 6)
