@@ -433,8 +433,6 @@ class KerasflowTuner(keras_tuner.Tuner):
         tracker.log_params(cfg.to_dict())
         tracker.set_tags({"kerasflow.model": cfg.model.name, "kerasflow.task": cfg.experiment.task})
         has_val = prepared.size("validation") > 0
-        train_ds = prepared.dataset("train")
-        val_ds = prepared.dataset("validation") if has_val else None
         initial_epoch = int(values.get("tuner/initial_epoch", 0))
         previous = values.get("tuner/trial_id")
         trial_dir = s.trial_dir(trial.trial_id)
@@ -444,6 +442,10 @@ class KerasflowTuner(keras_tuner.Tuner):
             model = build_compiled_model(cfg, prepared)
             if previous:
                 _load_weights(model, s.trial_weights(str(previous)))
+            # Made after the model, as train() does, so that a trial of a config reproduces
+            # `kerasflow train` of it (the datasets' random ops take seeds from the global one).
+            train_ds = prepared.dataset("train")
+            val_ds = prepared.dataset("validation") if has_val else None
             path = trial_dir / f"execution_{execution}.weights.h5"
             path.unlink(missing_ok=True)
             checkpoint = keras.callbacks.ModelCheckpoint(
