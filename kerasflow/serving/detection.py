@@ -217,6 +217,17 @@ def export_detection(
     )
 
 
+def detection_class_names(cfg) -> list[str]:
+    """Class names of a detection run config: ``data.class_names``, else its source's."""
+    if cfg.data.class_names:
+        return [str(c) for c in cfg.data.class_names]
+    from kerasflow.pipelines import detection
+
+    if cfg.data.source.lower().startswith("tfds:"):
+        return list(detection._open_tfds(cfg.data.source, cfg.data)[2])
+    return list(detection.load_detection_source(cfg.data).class_names)
+
+
 def json_predictions(outputs, min_score: float = 0.0) -> list[dict]:
     """Signature outputs -> one JSON-ready dict per image (unused rows dropped)."""
     num = outputs["num_detections"].numpy()

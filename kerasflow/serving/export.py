@@ -98,6 +98,10 @@ def export_saved_model(
     """
     import keras
 
+    if task == "detection":
+        from kerasflow.serving.detection import export_detection
+
+        return export_detection(model, out, data_config, class_names, version=version)
     _check_shapes(model, data_config, class_names, task)
     base = Path(out)
     version = int(version) if version is not None else next_version(base)
@@ -225,11 +229,17 @@ def export(
         keras_model = model
         cfg = _config_for("", config, overrides, uri)
     num_classes = keras_model.outputs[0].shape[-1] if keras_model.outputs else None
+    if cfg.experiment.task == "detection":
+        from kerasflow.serving.detection import detection_class_names
+
+        names = detection_class_names(cfg)
+    else:
+        names = class_names_for(cfg, num_classes)
     return export_saved_model(
         keras_model,
         out,
         cfg.data,
-        class_names_for(cfg, num_classes),
+        names,
         cfg.experiment.task,
         version=version,
     )

@@ -224,6 +224,10 @@ class ServingModel(PythonModel):
         raise RequestError("The images could not be decoded together; send them one by one.")
 
     def _response(self, outputs) -> list[dict]:
+        if self.task == "detection":
+            from kerasflow.serving.detection import json_predictions
+
+            return json_predictions(outputs)
         probs = outputs["probabilities"].numpy()
         if self.task == "segmentation":
             return [{"class_map": m.tolist()} for m in outputs["class_map"].numpy()]

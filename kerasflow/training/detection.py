@@ -506,6 +506,7 @@ def build_detector(cfg, prepared):
 
 def train_detection(cfg, prepared, tracker, state, work: Path):
     """The detection branch of :func:`kerasflow.training.fit.train` (same run state and tracking)."""
+    from kerasflow.serving.export import export_after_training
     from kerasflow.tracking import MlflowCallback
     from kerasflow.tracking import registry as model_registry
     from kerasflow.training import fit, plots
@@ -607,14 +608,8 @@ def train_detection(cfg, prepared, tracker, state, work: Path):
                 uri=tracker.uri,
             )
             tracker.set_tags({"kerasflow.registered_version": registered.version})
-    if cfg.export is not None and cfg.export.enabled:
-        from kerasflow.serving.detection import export_detection
-
-        base = Path(cfg.export.dir) if cfg.export.dir else work / "export"
-        exported = export_detection(
-            model, base, cfg.data, prepared.class_names, version=cfg.export.version
-        )
-        tracker.set_tags({"kerasflow.export_dir": str(exported.path.resolve())})
+    # The serving export (when the config has an export section), logged to the run.
+    export_after_training(cfg, model, prepared.class_names, tracker, registered, work)
     return fit.TrainResult(
         model=model,
         history=history,

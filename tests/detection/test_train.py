@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -61,3 +62,12 @@ def test_tiny_detection_run_trains_logs_and_exports(tmp_path):
     export_dir = result.work_dir / "export" / "1"
     meta = json.loads((export_dir / "assets" / "kerasflow.json").read_text())
     assert meta["task"] == "detection" and meta["class_names"][0] == "circle"
+    # The logged pyfunc serving model answers an encoded image with boxes.
+    from kerasflow.tracking import models as tracked
+
+    tags = client.get_run(result.run_id).data.tags
+    served = tracked.load_serving_model(tags["kerasflow.serving_model_uri"], uri=uri)
+    image = next((tmp_path / "data").rglob("0000.png")).read_bytes()
+    (pred,) = served.predict({"b64": [base64.b64encode(image).decode()]})
+    assert set(pred) == {"boxes", "scores", "class_ids", "class_names"}
+    assert all(len(b) == 4 and 0 <= min(b) and max(b) <= 64 for b in pred["boxes"])
