@@ -285,7 +285,7 @@ def test_mirrored_two_cpu_devices_matches_single_device(tmp_path):
 
 
 @pytest.mark.slow
-def test_multi_worker_job_survives_a_killed_worker(tmp_path, job):
+def test_multi_worker_job_survives_a_killed_worker(tmp_path, job, monkeypatch):
     """Two workers train; one is SIGKILLed; the restarted job resumes, logs one run, registers once."""
     epochs = 6
     uri, sets = _store_sets(tmp_path, "mwkill", epochs=epochs)
@@ -355,6 +355,7 @@ def test_multi_worker_job_survives_a_killed_worker(tmp_path, job):
 
     import mlflow
 
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     (tmp_path / "dl").mkdir()
     model = mlflow.keras.load_model("models:/mwkill-model/1", dst_path=str(tmp_path / "dl"))
     prepared = pipelines.prepare(cfg.data, cfg.experiment.seed)
