@@ -19,7 +19,11 @@ def test_tiny_detection_run_trains_logs_and_exports(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = build_config(
         {
-            "experiment": {"name": "det-e2e", "task": "detection", "work_dir": str(tmp_path / "runs")},
+            "experiment": {
+                "name": "det-e2e",
+                "task": "detection",
+                "work_dir": str(tmp_path / "runs"),
+            },
             "data": {
                 "source": "synthetic:shapes_detection",
                 "root": str(tmp_path / "data"),
@@ -70,4 +74,4 @@ def test_tiny_detection_run_trains_logs_and_exports(tmp_path):
     image = next((tmp_path / "data").rglob("0000.png")).read_bytes()
     (pred,) = served.predict({"b64": [base64.b64encode(image).decode()]})
     assert set(pred) == {"boxes", "scores", "class_ids", "class_names"}
-    assert all(len(b) == 4 and 0 <= min(b) and max(b) <= 64 for b in pred["boxes"])
+    assert all(len(b) == 4 and min(b) >= 0 and max(b) <= 64 for b in pred["boxes"])
