@@ -224,9 +224,9 @@ class CrossEntropyDiceLoss(keras.losses.Loss):
 
 
 def _sparse_ce(label_smoothing: float = 0.0, **kwargs):
-    if label_smoothing:
-        return SparseCategoricalCrossentropy(label_smoothing=label_smoothing, **kwargs)
-    return keras.losses.SparseCategoricalCrossentropy(**kwargs)
+    # Always ours: it also takes the soft one-hot targets that MixUp/CutMix produce,
+    # which Keras' sparse cross-entropy rejects.
+    return SparseCategoricalCrossentropy(label_smoothing=label_smoothing, **kwargs)
 
 
 LOSSES: dict[str, Callable[..., keras.losses.Loss]] = {

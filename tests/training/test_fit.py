@@ -135,3 +135,22 @@ def test_registered_model_loads_in_a_fresh_process_without_kerasflow(digits_resu
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("(2, 10)")
+
+
+def test_mixup_trains_with_soft_targets(tmp_path):
+    # MixUp gives one-hot float targets; the default sparse cross-entropy and accuracy take them.
+    cfg = kerasflow.load_config(
+        None,
+        [
+            f"experiment.work_dir={tmp_path}",
+            "tracking.enabled=false",
+            "data.augment.mixup=0.2",
+            "data.image_size=[8,8]",
+            "train.epochs=3",
+            "compile.schedule.warmup_epochs=0",
+            "train.verbose=0",
+        ],
+    )
+    result = kerasflow.train(cfg)
+    assert result.history["loss"][3] < result.history["loss"][1]
+    assert result.test_metrics["test_accuracy"] > 0.5

@@ -47,8 +47,11 @@ def test_bad_parameter_is_config_error():
 def test_sparse_ce_matches_keras_and_smooths():
     expected = -np.mean(np.log([0.7, 0.6]))
     plain = get_loss("sparse_categorical_crossentropy")
-    assert isinstance(plain, keras.losses.SparseCategoricalCrossentropy)
+    assert isinstance(plain, SparseCategoricalCrossentropy)  # ours: takes one-hot (MixUp) too
     assert float(plain(SPARSE, PROBS)) == pytest.approx(expected, rel=1e-5)
+    keras_plain = keras.losses.SparseCategoricalCrossentropy()(SPARSE, PROBS)
+    assert float(plain(SPARSE, PROBS)) == pytest.approx(float(keras_plain), rel=1e-5)
+    assert float(plain(ONE_HOT, PROBS)) == pytest.approx(expected, rel=1e-5)
     smoothed = get_loss("sparse_categorical_crossentropy", label_smoothing=0.3)
     assert isinstance(smoothed, SparseCategoricalCrossentropy)
     target = ONE_HOT * 0.7 + 0.1
