@@ -173,7 +173,8 @@ def evaluate(model, config, split, out_dir, log_to_run, overrides):
         log_to_run=log_to_run,
     )
     click.echo(f"{split} split: {report['num_examples']} examples")
-    for key in ("accuracy", "top3_accuracy", "macro_precision", "macro_recall", "macro_f1"):
+    for key in ("accuracy", "top3_accuracy", "macro_precision", "macro_recall", "macro_f1",
+                "map50", "map"):  # fmt: skip
         if key in report:
             click.echo(f"  {key:<18} {report[key]:.4f}")
     click.echo(f"Report written to {written}")

@@ -123,6 +123,8 @@ CUSTOM_OBJECT_MODULES = (
     "kerasflow.training.schedules",
     "kerasflow.training.losses",
     "kerasflow.training.metrics",
+    "kerasflow.models.detector",
+    "kerasflow.training.detection",
 )
 
 

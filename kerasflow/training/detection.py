@@ -333,7 +333,7 @@ def evaluate_detection(
         dets, gts, prepared.num_classes, class_names=prepared.class_names
     )
     report["split"] = split
-    report["num_images"] = len(dets)
+    report["num_images"] = report["num_examples"] = len(dets)
     if grid_path is not None and images:
         prediction_grid_png(images, dets, gts, prepared.class_names, grid_path)
     return report

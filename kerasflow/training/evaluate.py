@@ -447,6 +447,8 @@ def add_run_explanations(
     Returns:
         The overlay files written.
     """
+    if report.get("task") == "detection":
+        return []  # detection reports are the mAP JSON and the box grid, no HTML yet
     from kerasflow.training import explain
 
     split = report.get("split", "test")
@@ -517,7 +519,12 @@ def evaluate_model(
     cfg = resolve_config(model, config, overrides)
     keras_model = registry.load_model(model, cfg.tracking.uri)
     run_id = registry.run_id_of(model, cfg.tracking.uri)
-    prepared = pipelines.prepare(cfg.data, cfg.experiment.seed)
+    if cfg.experiment.task == "detection":
+        from kerasflow.training.detection import prepare_training_data
+
+        prepared = prepare_training_data(cfg)
+    else:
+        prepared = pipelines.prepare(cfg.data, cfg.experiment.seed)
     out = Path(out_dir) if out_dir else Path("evaluation") / split
     report = evaluate_split(
         keras_model, prepared, split, cfg.experiment.task, out_dir=out, run_id=run_id
