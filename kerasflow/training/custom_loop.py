@@ -245,6 +245,9 @@ def _fit(model, prepared, cfg, dist, callbacks, work, steps_per_epoch) -> LoopRe
             " ".join(f"{k}={v:.4f}" for k, v in logs.items()),
         )
         cb.on_epoch_end(epoch, logs)
+        if not np.isfinite(logs["loss"]):  # TerminateOnNaN's job (it only looks at batches)
+            log.warning("loss is %s after epoch %d: stopping", logs["loss"], epoch + 1)
+            model.stop_training = True
         # After the callbacks, as with fit's BackupAndRestore: an epoch counts as done
         # only once its metrics are logged and its best checkpoint is written.
         epoch_var.assign(epoch + 1)
