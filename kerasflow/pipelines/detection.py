@@ -461,11 +461,6 @@ class DetectionData:
         training = split == "train" if training is None else training
         size = tuple(int(v) for v in cfg.image_size)
         mode = "pad" if cfg.resize == "pad" else "stretch"
-        if cfg.resize == "crop":
-            raise DataError(
-                "data.resize: crop would cut boxes at random; detection supports pad and stretch. "
-                "Set data.resize: pad."
-            )
 
         def fit_size(image, boxes, classes):
             image, boxes, window = box_ops.letterbox(
@@ -637,6 +632,30 @@ def load_detection_source(data_config) -> DetectionSource:
     return src
 
 
+BOX_AWARE_OPS = ("horizontal_flip", "vertical_flip", "brightness", "contrast", "saturation", "hue")
+
+
+def check_detection_options(data_config) -> None:
+    """Reject ``data`` options that would move pixels without their boxes."""
+    other = [op for op in data_config.augment.enabled() if op not in BOX_AWARE_OPS]
+    if other:
+        raise DataError(
+            f"data.augment {', '.join(other)} cannot move boxes; detection supports "
+            f"{', '.join(BOX_AWARE_OPS)} and data.detection.crop_scale (random crop and zoom). "
+            f"Remove {', '.join(other)}."
+        )
+    if data_config.center_crop:
+        raise DataError(
+            f"data.center_crop ({data_config.center_crop}) would cut boxes; detection does not "
+            "support it. Remove data.center_crop."
+        )
+    if data_config.resize == "crop":
+        raise DataError(
+            "data.resize: crop would cut boxes; detection supports pad and stretch. "
+            "Set data.resize: pad."
+        )
+
+
 def prepare_detection(data_config, seed: int = 0) -> DetectionData:
     """Load a detection source once and assign its splits.
 
@@ -645,6 +664,7 @@ def prepare_detection(data_config, seed: int = 0) -> DetectionData:
         >>> images, targets = next(iter(data.dataset("train")))
         >>> targets["boxes"].shape  # (batch, max_boxes, 4)
     """
+    check_detection_options(data_config)
     if data_config.source.lower().startswith("tfds:"):
         return load_tfds_detection(data_config.source, data_config, seed)
     src = load_detection_source(data_config)

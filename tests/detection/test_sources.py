@@ -156,3 +156,17 @@ def test_synthetic_shapes_are_deterministic_and_boxes_are_tight(tmp_path):
     assert (a / "images" / "0003.png").read_bytes() == (b / "images" / "0003.png").read_bytes()
     src = det.load_coco(a / "annotations.json")
     assert src.class_names == list(det.SHAPE_CLASSES) and len(src) == 4
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"augment": {"rotation": 0.1, "mixup": 0.2}}, "rotation, mixup cannot move boxes"),
+        ({"center_crop": 0.8}, "center_crop"),
+        ({"resize": "crop"}, "resize: crop"),
+    ],
+)
+def test_options_that_would_move_pixels_without_boxes_are_rejected(tmp_path, extra, message):
+    path = write_coco(tmp_path, [("a.png", 40, 80, [])])
+    with pytest.raises(DataError, match=message):
+        det.prepare_detection(data_config(path, **extra))
