@@ -240,3 +240,19 @@ def test_no_tune_section_is_a_clear_error(tune_root, tune_uri):
     data.pop("tune")
     with pytest.raises(ConfigError, match="no tune: section"):
         tune(build_config(data))
+
+
+def test_overwrite_discards_the_saved_search(tune_root, tune_uri):
+    tune_cfg = {"max_trials": 1, "epochs": 1, "space": {"model.params.width": {"choice": [2]}}}
+    data = tiny_config(tune_root, tune_uri, "ow", tune=tune_cfg, tracking={"log_model": False})
+    first = tune(build_config(data))
+    data["tune"]["tuner"] = "bayesian"
+    data["tune"]["name"] = "random"  # the same search name as before, with another tuner
+    with pytest.raises(ConfigError, match="different tuner"):
+        tune(build_config(data))
+    second = tune(build_config(data), overwrite=True)
+    assert second.parent_run_id != first.parent_run_id
+    assert second.num_trials == 1
+    assert (
+        MlflowClient(tune_uri).get_run(second.parent_run_id).data.params["tune.tuner"] == "bayesian"
+    )
