@@ -663,8 +663,9 @@ def _make_tuner(search: _Search) -> KerasflowTuner:
 
 def _search_loop(tuner: KerasflowTuner, search: _Search) -> None:
     try:
-        with contextlib.redirect_stdout(_LogStream()):
-            tuner.search()
+        # Not redirected: Keras' own fit progress goes to stdout as in train(); the oracle's
+        # display is off (verbose 0) and no trial is retried, so Keras Tuner prints nothing.
+        tuner.search()
     except keras_tuner.errors.FatalError as exc:
         cause = exc.__cause__
         if isinstance(cause, KerasflowError):
