@@ -854,15 +854,24 @@ def _finish(
         }
     )
 
+    trials = tuner.oracle.trials
     completed = [
-        t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials)) if t.status == "COMPLETED"
+        trials[k]
+        for k in sorted(trials)
+        if trials[k].status == "COMPLETED" and _trial_score(trials[k], search.objective) is not None
     ]
     if not completed:
         raise ConfigError(
             f"No trial of search {search.key!r} completed ({len(rows)} ran). The failed trials' "
             "MLflow runs hold the errors (tag kerasflow.error)."
         )
-    best = completed[0]
+    done = state.data.get("best_trial_id") if state.data.get("test_metrics") else None
+    if done in trials:
+        best = trials[done]  # evaluated and registered already: a re-run after the search ended
+    else:
+        # Ties go to the earliest trial, whatever order the oracle reloaded its trials in.
+        sign = -1.0 if search.direction == "max" else 1.0
+        best = min(completed, key=lambda t: sign * _trial_score(t, search.objective))
     best_values = active_values(search.specs, best.hyperparameters.values)
     best_score = _trial_score(best, search.objective)
     best_cfg = tuner.hypermodel.trial_config(
@@ -884,8 +893,7 @@ def _finish(
         role=search.role.kind,
         artifacts=["trials.csv", *(f"plots/{p.name}" for p in plots)],
     )
-    if state.data.get("best_trial_id") == best.trial_id and state.data.get("test_metrics"):
-        # This search was already evaluated and registered (a re-run after it ended).
+    if done == best.trial_id:
         result.test_metrics = state.data["test_metrics"]
         result.model_uri = state.data.get("model_uri")
         reg = state.data.get("registered")
