@@ -153,7 +153,8 @@ class RunTracker:
 
         # An uncompiled copy: the registered model is for inference, and a compiled
         # one would need kerasflow's schedule/loss/metric classes to load anywhere.
-        inference = keras.models.clone_model(model)
+        # (keras.models.clone_model would compile the copy again.)
+        inference = model.__class__.from_config(model.get_config())
         inference.set_weights(model.get_weights())
         model = inference
         example = np.asarray(example_input, dtype=np.float32)

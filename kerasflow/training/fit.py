@@ -243,6 +243,9 @@ def _train(
     dist = distribute.setup(cfg.train)  # cached: the strategy train() set up
     batch = cfg.data.batch_size  # the global batch, split over the replicas
     steps = cfg.train.steps_per_epoch or max(1, math.ceil(prepared.size("train") / batch))
+    # Again here: MLflow names runs with Python's `random`, which Keras also draws
+    # initializer seeds from, so tracking on/off would otherwise change the weights.
+    set_seeds(cfg)
     with dist.scope():
         model = models.build(
             cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params

@@ -353,11 +353,10 @@ def test_multi_worker_job_survives_a_killed_worker(tmp_path, job, monkeypatch):
     assert sorted(p.name for p in (work / "workers").iterdir()) == ["worker-1"]
     assert _saved_epoch(work / "workers" / "worker-1" / BACKUP_DIR) == epochs
 
-    import mlflow
+    # Through kerasflow, with the store named: another test may have set MLflow's global URI.
+    from kerasflow.tracking.registry import load_model
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    (tmp_path / "dl").mkdir()
-    model = mlflow.keras.load_model("models:/mwkill-model/1", dst_path=str(tmp_path / "dl"))
+    model = load_model("models:/mwkill-model/1", uri)
     prepared = pipelines.prepare(cfg.data, cfg.experiment.seed)
     images = next(iter(prepared.dataset("test", training=False)))[0].numpy()[:8]
     probs = model.predict(images, verbose=0)
