@@ -86,8 +86,7 @@ class SplitConfig(Section):
         unknown = set(self.source_names) - {"train", "validation", "test"}
         if unknown:
             raise ValueError(
-                "source_names keys must be train, validation, test. "
-                f"Received: {sorted(unknown)}"
+                f"source_names keys must be train, validation, test. Received: {sorted(unknown)}"
             )
         return self
 
@@ -100,7 +99,9 @@ class RandomResizedCropConfig(Section):
 
     @model_validator(mode="after")
     def _ordered(self):
-        if not (0 < self.scale[0] <= self.scale[1] <= 1) or not (0 < self.ratio[0] <= self.ratio[1]):
+        if not (0 < self.scale[0] <= self.scale[1] <= 1) or not (
+            0 < self.ratio[0] <= self.ratio[1]
+        ):
             raise ValueError(
                 "random_resized_crop needs 0 < scale[0] <= scale[1] <= 1 and "
                 f"0 < ratio[0] <= ratio[1]. Received: scale={self.scale}, ratio={self.ratio}"
@@ -216,7 +217,8 @@ class DetectionDataConfig(Section):
 
     max_boxes: int = Field(default=32, ge=1, description="boxes per image after padding")
     crop_scale: tuple[float, float] | None = Field(
-        default=None, description="random crop/zoom window side as a fraction of the image "
+        default=None,
+        description="random crop/zoom window side as a fraction of the image "
         "(>1 zooms out); null: off",
     )
     box_policy: Literal["clip", "drop"] = Field(
@@ -402,6 +404,13 @@ class TrainConfig(Section):
 
 
 # ------------------------------------------------------------------ tracking
+CHAMPION_METRICS = {
+    "classification": "test_accuracy",
+    "segmentation": "test_mean_iou",
+    "detection": "test_map50",
+}
+
+
 class TrackingConfig(Section):
     enabled: bool = True
     uri: str | None = Field(
@@ -412,7 +421,10 @@ class TrackingConfig(Section):
     run_name: str | None = None
     registered_model: str | None = Field(default=None, description="default: experiment.name")
     register_model: bool = True
-    champion_metric: str = "test_accuracy"
+    champion_metric: str | None = Field(
+        default=None,
+        description="default by task: test_accuracy, test_mean_iou (segmentation), test_map50 (detection)",
+    )
     champion_mode: Literal["max", "min"] = "max"
     log_model: bool = True
 
@@ -558,6 +570,11 @@ class RunConfig(Section):
     def registered_model_name(self) -> str:
         return self.tracking.registered_model or self.experiment.name
 
+    @property
+    def champion_metric(self) -> str:
+        """The test metric that decides the champion alias (set, or the task's headline metric)."""
+        return self.tracking.champion_metric or CHAMPION_METRICS[self.experiment.task]
+
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved config as plain data (what is saved with each run)."""
         return self.model_dump(mode="json")
@@ -608,9 +625,7 @@ def _explain(error: ValidationError, origin: str) -> ConfigError:
             allowed = sorted(parent.model_fields) if parent else []
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            lines.append(
-                f"  {path}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}."
-            )
+            lines.append(f"  {path}: unknown key.{hint} Allowed keys here: {', '.join(allowed)}.")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             value = err.get("input")
@@ -630,7 +645,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: value is not valid YAML ({exc}). Received: {raw!r}") from exc
+        raise ConfigError(
+            f"--set {key}: value is not valid YAML ({exc}). Received: {raw!r}"
+        ) from exc
     return path, value
 
 
@@ -669,7 +686,9 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def build_config(data: dict[str, Any], overrides: list[str] | None = None, origin: str = "") -> RunConfig:
+def build_config(
+    data: dict[str, Any], overrides: list[str] | None = None, origin: str = ""
+) -> RunConfig:
     """Validate raw config data (plus ``a.b=value`` overrides) into a :class:`RunConfig`."""
     data = copy.deepcopy(data)
     for text in overrides or []:

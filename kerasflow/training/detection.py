@@ -506,9 +506,6 @@ def build_detector(cfg, prepared):
 
 def train_detection(cfg, prepared, tracker, state, work: Path):
     """The detection branch of :func:`kerasflow.training.fit.train` (same run state and tracking)."""
-    from kerasflow.serving.export import export_after_training
-    from kerasflow.tracking import MlflowCallback
-    from kerasflow.tracking import registry as model_registry
     from kerasflow.training import fit, plots
 
     model, targets_fn = build_detector(cfg, prepared)
@@ -518,46 +515,18 @@ def train_detection(cfg, prepared, tracker, state, work: Path):
     out = work / "artifacts"
     out.mkdir(parents=True, exist_ok=True)
     if not tracker.resumed:
-        _log_inputs(cfg, prepared, model, tracker)
+        fit.log_run_inputs(cfg, prepared, model, tracker, target="boxes")
 
     has_val = prepared.size("validation") > 0
     eval_split = "validation" if has_val else "train"
-    ck_monitor, ck_mode = _detection_monitor(cfg.train.checkpoint.monitor, has_val)
-    best_path = work / "best.weights.h5"
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        str(best_path),
-        monitor=ck_monitor,
-        mode=ck_mode or fit._mode(ck_monitor, cfg.train.checkpoint.mode),
-        save_best_only=True,
-        save_weights_only=True,
-        initial_value_threshold=state.data.get("best") if state.unfinished else None,
+
+    def monitor(name: str, mode: str) -> tuple[str, str]:
+        key, forced = _detection_monitor(name, has_val)
+        return key, forced or fit._mode(key, mode)
+
+    callbacks, best_path, ck_monitor, initial_epoch = fit.build_callbacks(
+        cfg, tracker, state, work, has_val, monitor, extra=(MapCallback(prepared, eval_split),)
     )
-    callbacks = [
-        keras.callbacks.TerminateOnNaN(),
-        MapCallback(prepared, eval_split),
-        MlflowCallback(tracker) if tracker.enabled else keras.callbacks.Callback(),
-        checkpoint,
-        fit._BestTracker(checkpoint, state),
-    ]
-    es = cfg.train.early_stopping
-    if es.enabled:
-        es_monitor, es_mode = _detection_monitor(es.monitor, has_val)
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=es_monitor,
-                mode=es_mode or fit._mode(es_monitor, es.mode),
-                patience=es.patience,
-                min_delta=es.min_delta,
-            )
-        )
-    backup_dir = work / "backup"
-    initial_epoch = 0
-    if cfg.train.resume:
-        meta = backup_dir / "training_metadata.json"
-        if meta.is_file():
-            initial_epoch = int(json.loads(meta.read_text()).get("epoch", 0))
-            log.info("resuming from epoch %d (backup in %s)", initial_epoch, backup_dir)
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True))
 
     train_ds = prepared.dataset("train", targets_fn=targets_fn)
     if cfg.train.steps_per_epoch:
@@ -573,75 +542,24 @@ def train_detection(cfg, prepared, tracker, state, work: Path):
         callbacks=callbacks,
         verbose=fit._verbosity(cfg.train.verbose),
     )
-    if best_path.is_file():
-        model.load_weights(str(best_path))
-    else:
-        log.warning("no best checkpoint was written (monitor %s never improved)", ck_monitor)
-
+    fit.restore_best(model, best_path, ck_monitor)
     history = fit._history(tracker, fit_history, initial_epoch)
     plots.training_curves_png(history, out / "training_curves.png")
     test_split = "test" if prepared.size("test") else eval_split
     report = evaluate_detection(model, prepared, test_split, grid_path=out / "predictions_test.png")
     test_ds = prepared.dataset(test_split, training=False, targets_fn=targets_fn)
     report["loss"] = float(model.evaluate(test_ds, verbose=0, return_dict=True)["loss"])
-    (out / "evaluation_test.json").write_text(json.dumps(report, indent=2))
     test_metrics = {**scalar_metrics(report), "test_loss": report["loss"]}
-    tracker.log_metrics(test_metrics)
-    artifacts = sorted(p.name for p in out.iterdir())
-    for path in sorted(out.iterdir()):
-        tracker.log_artifact(path)
-
-    model_uri = registered = None
-    if tracker.enabled and cfg.tracking.log_model:
-        example = next(iter(prepared.dataset(test_split, training=False)))[0].numpy()[:2]
-        model_uri = tracker.log_keras_model(model, example)
-        if cfg.tracking.register_model:
-            metric = cfg.tracking.champion_metric
-            if metric == "test_accuracy":  # the config default is a classification metric
-                metric = "test_map50"
-            registered = model_registry.register(
-                model_uri,
-                cfg.registered_model_name,
-                tracker.run_id,
-                metric=metric,
-                mode=cfg.tracking.champion_mode,
-                uri=tracker.uri,
-            )
-            tracker.set_tags({"kerasflow.registered_version": registered.version})
-    # The serving export (when the config has an export section), logged to the run.
-    export_after_training(cfg, model, prepared.class_names, tracker, registered, work)
-    return fit.TrainResult(
-        model=model,
-        history=history,
-        test_metrics=test_metrics,
-        report=report,
-        run_id=tracker.run_id,
-        model_uri=model_uri,
-        registered=registered,
-        work_dir=work,
-        config=cfg,
-        initial_epoch=initial_epoch,
-        artifacts=artifacts,
+    example = next(iter(prepared.dataset(test_split, training=False)))[0].numpy()[:2]
+    return fit.finish_run(
+        cfg,
+        model,
+        prepared.class_names,
+        report,
+        test_metrics,
+        history,
+        example,
+        tracker,
+        work,
+        initial_epoch,
     )
-
-
-def _log_inputs(cfg, prepared, model, tracker) -> None:
-    tracker.log_params(cfg.to_dict())
-    tracker.set_tags({"kerasflow.model": cfg.model.name, "kerasflow.task": "detection"})
-    tracker.log_params(
-        {
-            "model.num_params": model.count_params(),
-            "data.num_classes": prepared.num_classes,
-            **{f"data.size.{s}": prepared.size(s) for s in ("train", "validation", "test")},
-        }
-    )
-    tracker.log_text(cfg.to_yaml(), "config.yaml")
-    lines: list[str] = []
-    model.summary(print_fn=lambda s, **_: lines.append(s))
-    tracker.log_text("\n".join(lines), "model_summary.txt")
-    rows = ["key,split,boxes"] + [f"{k},{s},{n}" for k, s, n in prepared.split_table()]
-    tracker.log_text("\n".join(rows) + "\n", "splits.csv")
-    skipped = prepared.skipped
-    tracker.log_metrics({"data_skipped_files": float(len(skipped))})
-    if skipped:
-        tracker.log_text("".join(f"{p}\t{why}\n" for p, why in skipped), "skipped_files.txt")

@@ -171,7 +171,9 @@ def train(
     cfg = _as_config(config, overrides)
     dist = distribute.setup(cfg.train)  # first: it may split the CPU into logical devices
     if not dist.is_chief:  # only the chief logs to MLflow (tracking is not in the fingerprint)
-        cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"enabled": False})})
+        cfg = cfg.model_copy(
+            update={"tracking": cfg.tracking.model_copy(update={"enabled": False})}
+        )
     set_seeds(cfg)
     work = dist.own_dir(work_dir_for(cfg))
     if cfg.experiment.task == "detection":
@@ -201,7 +203,10 @@ def train(
     return result
 
 
-def _log_run_inputs(cfg: RunConfig, prepared, model, tracker: RunTracker, out: Path) -> None:
+def log_run_inputs(
+    cfg: RunConfig, prepared, model, tracker: RunTracker, target: str = "label"
+) -> None:
+    """Log what a run starts from: params, config, model summary, split assignment, skipped files."""
     tracker.log_params(cfg.to_dict())
     tracker.set_tags({"kerasflow.model": cfg.model.name, "kerasflow.task": cfg.experiment.task})
     tracker.log_params(
@@ -215,7 +220,7 @@ def _log_run_inputs(cfg: RunConfig, prepared, model, tracker: RunTracker, out: P
     lines: list[str] = []
     model.summary(print_fn=lambda s, **_: lines.append(s))
     tracker.log_text("\n".join(lines), "model_summary.txt")
-    rows = ["key,split,label"] + [f"{k},{s},{y}" for k, s, y in prepared.split_table()]
+    rows = [f"key,split,{target}"] + [f"{k},{s},{y}" for k, s, y in prepared.split_table()]
     tracker.log_text("\n".join(rows) + "\n", "splits.csv")
     skipped = getattr(prepared, "skipped", None) or []
     tracker.log_metrics({"data_skipped_files": float(len(skipped))})
@@ -231,6 +236,127 @@ def _history(tracker: RunTracker, fit_history, initial_epoch: int) -> dict[str, 
         k: {initial_epoch + i + 1: float(v) for i, v in enumerate(vals)}
         for k, vals in fit_history.history.items()
     }
+
+
+def build_callbacks(
+    cfg: RunConfig,
+    tracker: RunTracker,
+    state: RunState,
+    work: Path,
+    has_val: bool,
+    monitor=None,
+    extra: tuple = (),
+) -> tuple[list[keras.callbacks.Callback], Path, str, int]:
+    """The callbacks every task's fit uses, in the order that makes resuming exact.
+
+    Args:
+        monitor: ``(name, mode) -> (monitored key, mode)``; default: drop ``val_``
+            without a validation split and infer ``auto`` modes.
+        extra: callbacks that add metrics to the epoch's logs (they run first).
+
+    Returns:
+        (callbacks, best checkpoint path, checkpoint monitor, epoch to resume from)
+    """
+
+    def default_monitor(name: str, mode: str) -> tuple[str, str]:
+        key = _monitor(name, has_val)
+        return key, _mode(key, mode)
+
+    monitor = monitor or default_monitor
+    ck_monitor, ck_mode = monitor(cfg.train.checkpoint.monitor, cfg.train.checkpoint.mode)
+    best_path = work / "best.weights.h5"
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(best_path),
+        monitor=ck_monitor,
+        mode=ck_mode,
+        save_best_only=True,
+        save_weights_only=True,
+        initial_value_threshold=state.data.get("best") if state.unfinished else None,
+    )
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.TerminateOnNaN(),
+        *extra,
+        MlflowCallback(tracker) if tracker.enabled else keras.callbacks.Callback(),
+        checkpoint,
+        _BestTracker(checkpoint, state),
+    ]
+    es = cfg.train.early_stopping
+    if es.enabled:
+        es_monitor, es_mode = monitor(es.monitor, es.mode)
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=es_monitor, mode=es_mode, patience=es.patience, min_delta=es.min_delta
+            )
+        )
+    backup_dir = work / "backup"
+    initial_epoch = 0
+    if cfg.train.resume:
+        meta = backup_dir / "training_metadata.json"
+        if meta.is_file():
+            initial_epoch = int(json.loads(meta.read_text()).get("epoch", 0))
+            log.info("resuming from epoch %d (backup in %s)", initial_epoch, backup_dir)
+        # Last, so that everything above has finished an epoch before it counts as done.
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True))
+    return callbacks, best_path, ck_monitor, initial_epoch
+
+
+def restore_best(model: keras.Model, best_path: Path, monitor: str) -> None:
+    """Load the best checkpoint's weights (the last epoch's stay if none was written)."""
+    if best_path.is_file():
+        model.load_weights(str(best_path))
+    else:
+        log.warning(
+            "no best checkpoint was written (monitor %s never improved); using last weights",
+            monitor,
+        )
+
+
+def finish_run(
+    cfg: RunConfig,
+    model: keras.Model,
+    class_names: list[str],
+    report: dict,
+    test_metrics: dict[str, float],
+    history: dict[str, dict[int, float]],
+    example,
+    tracker: RunTracker,
+    work: Path,
+    initial_epoch: int,
+) -> TrainResult:
+    """Log the test metrics and every artifact, log and register the model, export it."""
+    out = work / "artifacts"
+    (out / "evaluation_test.json").write_text(json.dumps(report, indent=2))
+    tracker.log_metrics(test_metrics)
+    artifacts = sorted(p.name for p in out.iterdir())
+    for path in sorted(out.iterdir()):
+        tracker.log_artifact(path)
+    model_uri = registered = None
+    if tracker.enabled and cfg.tracking.log_model:
+        model_uri = tracker.log_keras_model(model, example)
+        if cfg.tracking.register_model:
+            registered = model_registry.register(
+                model_uri,
+                cfg.registered_model_name,
+                tracker.run_id,
+                metric=cfg.champion_metric,
+                mode=cfg.tracking.champion_mode,
+                uri=tracker.uri,
+            )
+            tracker.set_tags({"kerasflow.registered_version": registered.version})
+    _export_after_training(cfg, model, class_names, tracker, registered, work)
+    return TrainResult(
+        model=model,
+        history=history,
+        test_metrics=test_metrics,
+        report=report,
+        run_id=tracker.run_id,
+        model_uri=model_uri,
+        registered=registered,
+        work_dir=work,
+        config=cfg,
+        initial_epoch=initial_epoch,
+        artifacts=artifacts,
+    )
 
 
 def _train(
@@ -255,45 +381,12 @@ def _train(
     out = work / "artifacts"
     out.mkdir(parents=True, exist_ok=True)
     if not tracker.resumed:
-        _log_run_inputs(cfg, prepared, model, tracker, out)
+        log_run_inputs(cfg, prepared, model, tracker)
 
     has_val = prepared.size("validation") > 0
-    ck_monitor = _monitor(cfg.train.checkpoint.monitor, has_val)
-    best_path = work / "best.weights.h5"
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        str(best_path),
-        monitor=ck_monitor,
-        mode=_mode(ck_monitor, cfg.train.checkpoint.mode),
-        save_best_only=True,
-        save_weights_only=True,
-        initial_value_threshold=state.data.get("best") if state.unfinished else None,
+    callbacks, best_path, ck_monitor, initial_epoch = build_callbacks(
+        cfg, tracker, state, work, has_val
     )
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.TerminateOnNaN(),
-        MlflowCallback(tracker) if tracker.enabled else keras.callbacks.Callback(),
-        checkpoint,
-        _BestTracker(checkpoint, state),
-    ]
-    es = cfg.train.early_stopping
-    if es.enabled:
-        es_monitor = _monitor(es.monitor, has_val)
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=es_monitor,
-                mode=_mode(es_monitor, es.mode),
-                patience=es.patience,
-                min_delta=es.min_delta,
-            )
-        )
-    backup_dir = work / "backup"
-    initial_epoch = 0
-    if cfg.train.resume:
-        meta = backup_dir / "training_metadata.json"
-        if meta.is_file():
-            initial_epoch = int(json.loads(meta.read_text()).get("epoch", 0))
-            log.info("resuming from epoch %d (backup in %s)", initial_epoch, backup_dir)
-        # Last, so that everything above has finished an epoch before it counts as done.
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True))
 
     train_ds = prepared.dataset("train")
     val_ds = prepared.dataset("validation") if has_val else None
@@ -311,14 +404,7 @@ def _train(
             callbacks=callbacks,
             verbose=_verbosity(cfg.train.verbose),
         )
-    if best_path.is_file():
-        model.load_weights(str(best_path))
-    else:
-        log.warning(
-            "no best checkpoint was written (monitor %s never improved); using last weights",
-            ck_monitor,
-        )
-
+    restore_best(model, best_path, ck_monitor)
     history = _history(tracker, fit_history, initial_epoch)
     plots.training_curves_png(history, out / "training_curves.png")
     report = evaluation.evaluate_split(model, prepared, "test", cfg.experiment.task, out_dir=out)
@@ -327,38 +413,16 @@ def _train(
         prepared.dataset("test", training=False), verbose=0, return_dict=True
     )["loss"]
     report["loss"] = float(test_loss)
-    (out / "evaluation_test.json").write_text(json.dumps(report, indent=2))
-    test_metrics = evaluation.scalar_metrics(report)
-    tracker.log_metrics(test_metrics)
-    artifacts = sorted(p.name for p in out.iterdir())
-    for path in sorted(out.iterdir()):
-        tracker.log_artifact(path)
-
-    model_uri = registered = None
-    if tracker.enabled and cfg.tracking.log_model:
-        example = next(iter(prepared.dataset("test", training=False)))[0].numpy()[:4]
-        model_uri = tracker.log_keras_model(model, example)
-        if cfg.tracking.register_model:
-            registered = model_registry.register(
-                model_uri,
-                cfg.registered_model_name,
-                tracker.run_id,
-                metric=cfg.tracking.champion_metric,
-                mode=cfg.tracking.champion_mode,
-                uri=tracker.uri,
-            )
-            tracker.set_tags({"kerasflow.registered_version": registered.version})
-    _export_after_training(cfg, model, prepared.class_names, tracker, registered, work)
-    return TrainResult(
-        model=model,
-        history=history,
-        test_metrics=test_metrics,
-        report=report,
-        run_id=tracker.run_id,
-        model_uri=model_uri,
-        registered=registered,
-        work_dir=work,
-        config=cfg,
-        initial_epoch=initial_epoch,
-        artifacts=artifacts,
+    example = next(iter(prepared.dataset("test", training=False)))[0].numpy()[:4]
+    return finish_run(
+        cfg,
+        model,
+        prepared.class_names,
+        report,
+        evaluation.scalar_metrics(report),
+        history,
+        example,
+        tracker,
+        work,
+        initial_epoch,
     )

@@ -942,7 +942,7 @@ def _finish(
                 result.model_uri,
                 best_cfg.registered_model_name,
                 parent.run_id,
-                metric=cfg.tracking.champion_metric,
+                metric=cfg.champion_metric,
                 mode=cfg.tracking.champion_mode,
                 uri=parent.uri,
                 tags={"kerasflow.search": search.key, "kerasflow.trial_id": best.trial_id},
