@@ -18,8 +18,14 @@ def test_constant_without_warmup_is_a_float():
 
 
 def test_cosine_with_warmup_values():
-    cfg = build_config({}, ["compile.schedule.name=cosine", "compile.schedule.warmup_epochs=1",
-                            "compile.optimizer.learning_rate=0.1"])
+    cfg = build_config(
+        {},
+        [
+            "compile.schedule.name=cosine",
+            "compile.schedule.warmup_epochs=1",
+            "compile.optimizer.learning_rate=0.1",
+        ],
+    )
     s = build_schedule(cfg.compile, steps_per_epoch=10, epochs=11)
     assert _lr(s, 0) == pytest.approx(0.01)  # (0 + 1) / 10 of the peak
     assert _lr(s, 9) == pytest.approx(0.1)
@@ -29,11 +35,13 @@ def test_cosine_with_warmup_values():
 
 
 def test_step_and_exponential_decay():
-    step = EpochSchedule("step", 1.0, total_steps=100, steps_per_epoch=10, step_epochs=[3, 6],
-                         decay_rate=0.1)
+    step = EpochSchedule(
+        "step", 1.0, total_steps=100, steps_per_epoch=10, step_epochs=[3, 6], decay_rate=0.1
+    )
     assert [_lr(step, s) for s in (0, 29, 30, 59, 60)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
-    exp = EpochSchedule("exponential", 1.0, total_steps=100, steps_per_epoch=10, decay_rate=0.5,
-                        decay_epochs=2)
+    exp = EpochSchedule(
+        "exponential", 1.0, total_steps=100, steps_per_epoch=10, decay_rate=0.5, decay_epochs=2
+    )
     assert _lr(exp, 20) == pytest.approx(0.5) and _lr(exp, 40) == pytest.approx(0.25)
 
 
@@ -52,9 +60,14 @@ def test_schedule_serializes():
 
 @pytest.mark.parametrize(
     "name,cls,extra",
-    [("sgd", keras.optimizers.SGD, {}), ("momentum", keras.optimizers.SGD, {"momentum": 0.9}),
-     ("nesterov", keras.optimizers.SGD, {"nesterov": True}), ("adam", keras.optimizers.Adam, {}),
-     ("adamw", keras.optimizers.AdamW, {}), ("rmsprop", keras.optimizers.RMSprop, {})],
+    [
+        ("sgd", keras.optimizers.SGD, {}),
+        ("momentum", keras.optimizers.SGD, {"momentum": 0.9}),
+        ("nesterov", keras.optimizers.SGD, {"nesterov": True}),
+        ("adam", keras.optimizers.Adam, {}),
+        ("adamw", keras.optimizers.AdamW, {}),
+        ("rmsprop", keras.optimizers.RMSprop, {}),
+    ],
 )
 def test_optimizers_by_name(name, cls, extra):
     cfg = build_config({}, [f"compile.optimizer.name={name}", "compile.optimizer.clipnorm=1.0"])
