@@ -23,7 +23,6 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/ruff format --check .
 
 format: $(STAMP)
 	$(BIN)/ruff format .
