@@ -84,11 +84,12 @@ def server_command(
     host: str = "127.0.0.1",
     backend_uri: str | None = None,
     artifacts_destination: str | None = None,
+    workers: int | None = None,
 ) -> list[str]:
     """An ``mlflow server`` command line for a team tracking server (artifacts proxied)."""
     uri = resolve_tracking_uri(backend_uri)
     dest = artifacts_destination or artifact_root_for(uri) or default_artifact_root()
-    return [
+    cmd = [
         *_mlflow_cli(),
         "server",
         "--backend-store-uri",
@@ -100,3 +101,6 @@ def server_command(
         "--port",
         str(port),
     ]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    return cmd

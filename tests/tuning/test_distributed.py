@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -48,10 +50,12 @@ def test_chief_and_two_workers_share_one_search(tmp_path):
             port=mlflow_port,
             backend_uri=backend,
             artifacts_destination=str(tmp_path / "server" / "artifacts"),
+            workers=1,
         ),
         env=subprocess_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its uvicorn workers and job runners die with the group
     )
     procs: list[subprocess.Popen] = []
     try:
@@ -116,7 +120,10 @@ def test_chief_and_two_workers_share_one_search(tmp_path):
         assert len(client.search_model_versions("name = 'dist-model'")) == 1
         assert "test_accuracy" in parents[0].data.metrics
     finally:
-        for proc in [*procs, server]:
+        for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
