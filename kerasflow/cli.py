@@ -77,6 +77,15 @@ _set_option = click.option(
 )
 
 
+def _echo_registered(reg) -> None:
+    status = (
+        "champion"
+        if reg.champion
+        else f"not champion (champion stays version {reg.previous_champion})"
+    )
+    click.echo(f"Registered model:  models:/{reg.name}/{reg.version} ({status})")
+
+
 @cli.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @_set_option
@@ -108,13 +117,7 @@ def train(config, overrides, workers, worker_index):
     if result.run_id:
         click.echo(f"MLflow run:        {result.run_id} (experiment {cfg.tracking_experiment!r})")
     if result.registered:
-        reg = result.registered
-        status = (
-            "champion"
-            if reg.champion
-            else f"not champion (champion stays version {reg.previous_champion})"
-        )
-        click.echo(f"Registered model:  models:/{reg.name}/{reg.version} ({status})")
+        _echo_registered(result.registered)
     click.echo(
         f"Open the MLflow UI: kerasflow ui{'' if not cfg.tracking.uri else ' --uri ' + cfg.tracking.uri}"
     )
@@ -474,13 +477,7 @@ def tune(config, overrides, overwrite, chief, port, host, worker, chief_address)
             f"MLflow search run: {result.parent_run_id} (experiment {cfg.tracking_experiment!r})"
         )
     if result.registered:
-        reg = result.registered
-        status = (
-            "champion"
-            if reg.champion
-            else f"not champion (champion stays version {reg.previous_champion})"
-        )
-        click.echo(f"Registered model:  models:/{reg.name}/{reg.version} ({status})")
+        _echo_registered(result.registered)
 
 
 @cli.command()
