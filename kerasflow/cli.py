@@ -77,6 +77,12 @@ _set_option = click.option(
 )
 
 
+def _echo_metrics(metrics: dict[str, float]) -> None:
+    width = max((len(k) for k in metrics), default=0)
+    for key, value in metrics.items():
+        click.echo(f"  {key:<{width}}  {value:.4f}")
+
+
 def _echo_registered(reg) -> None:
     status = (
         "champion"
@@ -110,8 +116,7 @@ def train(config, overrides, workers, worker_index):
         return
     click.echo("")
     click.echo("Test metrics:")
-    for key, value in result.test_metrics.items():
-        click.echo(f"  {key:<24} {value:.4f}")
+    _echo_metrics(result.test_metrics)
     if result.initial_epoch:
         click.echo(f"Resumed from epoch {result.initial_epoch}.")
     if result.run_id:
@@ -470,8 +475,7 @@ def tune(config, overrides, overwrite, chief, port, host, worker, chief_address)
         click.echo(f"  {key:<40} {value}")
     if result.test_metrics:
         click.echo("Test metrics of the best trial's best epoch:")
-        for key, value in result.test_metrics.items():
-            click.echo(f"  {key:<24} {value:.4f}")
+        _echo_metrics(result.test_metrics)
     if result.parent_run_id:
         click.echo(
             f"MLflow search run: {result.parent_run_id} (experiment {cfg.tracking_experiment!r})"
