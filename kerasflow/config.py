@@ -714,3 +714,12 @@ def load_config(
     """
     path = Path(path) if path is not None else default_config_path()
     return build_config(read_yaml(path), overrides, origin=str(path))
+
+
+def as_config(config=None, overrides: list[str] | None = None) -> RunConfig:
+    """A :class:`RunConfig` from a config, a YAML path or None (the default), plus overrides."""
+    if isinstance(config, RunConfig):
+        if overrides:
+            return build_config(config.to_dict(), overrides, origin="(overrides)")
+        return config
+    return load_config(config, overrides)

@@ -170,19 +170,9 @@ def class_names_for(cfg, num_classes: int | None = None) -> list[str]:
 
 
 def _config_for(model: str, config, overrides, uri: str | None):
-    from kerasflow.config import RunConfig, build_config, load_config
     from kerasflow.tracking import registry
 
-    if isinstance(config, RunConfig):
-        return build_config(config.to_dict(), overrides, origin="(config)")
-    if config is not None:
-        return load_config(config, overrides)
-    text = registry.run_config_text(model, uri)
-    if text is None:
-        raise ConfigError(f"{model} has no logged run config; pass --config CONFIG.")
-    import yaml
-
-    return build_config(yaml.safe_load(text), overrides, origin=f"(config of {model})")
+    return registry.config_for_model(model, config, overrides, uri)
 
 
 def load_for_export(model: str, config=None, overrides=None, uri: str | None = None):

@@ -171,3 +171,26 @@ def run_config_text(model: str, uri: str | None = None) -> str | None:
         return mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
     except MlflowException:
         return None
+
+
+def config_for_model(model: str, config=None, overrides=None, uri: str | None = None):
+    """The run config to use with ``model``: the one given, or the one logged with its run.
+
+    Args:
+        config: a :class:`~kerasflow.config.RunConfig`, a YAML path, or None for
+            the ``config.yaml`` logged with the model's MLflow run.
+
+    Raises:
+        ConfigError: no config given and the model has no logged one.
+    """
+    import yaml
+
+    from kerasflow.config import as_config, build_config
+    from kerasflow.errors import ConfigError
+
+    if config is not None:
+        return as_config(config, overrides)
+    text = run_config_text(model, uri)
+    if text is None:
+        raise ConfigError(f"{model} has no logged run config; pass --config CONFIG.")
+    return build_config(yaml.safe_load(text), overrides, origin=f"(config of {model})")

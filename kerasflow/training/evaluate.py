@@ -464,29 +464,10 @@ def add_run_explanations(
 
 
 def resolve_config(model: str, config=None, overrides=None):
-    """The run config to evaluate or explain ``model`` with.
-
-    Args:
-        config: a :class:`~kerasflow.config.RunConfig`, a YAML path, or None for
-            the ``config.yaml`` logged with the model's MLflow run.
-
-    Raises:
-        ConfigError: no config given and the model has no logged one.
-    """
-    from kerasflow.config import RunConfig, build_config, load_config
-    from kerasflow.errors import ConfigError
+    """The run config to evaluate or explain ``model`` with (see ``registry.config_for_model``)."""
     from kerasflow.tracking import registry
 
-    if isinstance(config, RunConfig):
-        return build_config(config.to_dict(), overrides)
-    if config is not None:
-        return load_config(config, overrides)
-    text = registry.run_config_text(model)
-    if text is None:
-        raise ConfigError(f"{model} has no logged run config; pass --config CONFIG.")
-    import yaml
-
-    return build_config(yaml.safe_load(text), overrides, origin=f"(config of {model})")
+    return registry.config_for_model(model, config, overrides)
 
 
 def evaluate_model(

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from kerasflow import models, pipelines
-from kerasflow.config import RunConfig, load_config
+from kerasflow.config import RunConfig, as_config
 from kerasflow.errors import WorkerLostError
 from kerasflow.serving.export import export_after_training as _export_after_training
 from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
@@ -126,16 +126,6 @@ def work_dir_for(config: RunConfig) -> Path:
     )
 
 
-def _as_config(config, overrides) -> RunConfig:
-    if isinstance(config, RunConfig):
-        if overrides:
-            from kerasflow.config import build_config
-
-            return build_config(config.to_dict(), overrides, origin="(overrides)")
-        return config
-    return load_config(config, overrides)
-
-
 def _start(config: RunConfig, state: RunState) -> RunTracker:
     tr = config.tracking
     run_id = state.data.get("run_id") if (config.train.resume and state.unfinished) else None
@@ -168,7 +158,7 @@ def train(
         >>> result = kerasflow.train(kerasflow.load_config(None, ["train.epochs=2"]))
         >>> result.test_metrics["test_accuracy"]
     """
-    cfg = _as_config(config, overrides)
+    cfg = as_config(config, overrides)
     dist = distribute.setup(cfg.train)  # first: it may split the CPU into logical devices
     if not dist.is_chief:  # only the chief logs to MLflow (tracking is not in the fingerprint)
         cfg = cfg.model_copy(

@@ -39,7 +39,7 @@ import keras
 import keras_tuner
 import numpy as np
 
-from kerasflow.config import RunConfig, build_config, load_config
+from kerasflow.config import RunConfig, as_config
 from kerasflow.errors import ConfigError, KerasflowError, TrackingError
 from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
 from kerasflow.tracking import registry as model_registry
@@ -508,14 +508,6 @@ class KerasflowTuner(keras_tuner.Tuner):
 
 
 # ------------------------------------------------------------------ search
-def _as_config(config, overrides) -> RunConfig:
-    if isinstance(config, RunConfig):
-        if overrides:
-            return build_config(config.to_dict(), overrides, origin="(overrides)")
-        return config
-    return load_config(config, overrides)
-
-
 def project_dir_for(cfg: RunConfig) -> Path:
     """``tune.directory/<experiment.name>/<search name>`` (absolute)."""
     return Path(cfg.tune.directory).resolve() / cfg.experiment.name / cfg.tune.search_name
@@ -550,7 +542,7 @@ def tune(
         >>> result = kerasflow.tune("kerasflow/configs/digits_tune.yaml")
         >>> result.best_hyperparameters, result.test_metrics["test_accuracy"]
     """
-    cfg = _as_config(config, overrides)
+    cfg = as_config(config, overrides)
     if cfg.tune is None:
         raise ConfigError(
             "The run config has no tune: section. Add one with a space, e.g.\n"
