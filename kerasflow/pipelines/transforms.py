@@ -23,6 +23,8 @@ import math
 
 import tensorflow as tf
 
+from kerasflow.pipelines import bmp
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 GRAY_MEAN, GRAY_STD = (0.449,), (0.226,)
@@ -42,7 +44,11 @@ def decode_image(data: tf.Tensor, channels: int) -> tf.Tensor:
     data = tf.convert_to_tensor(data, tf.string)
     # channels=3 for every format: a CMYK JPEG, a BMP or a GIF cannot be decoded
     # straight to gray; gray is taken from RGB below.
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image = tf.cond(
+        bmp.is_indexed_bmp(data),
+        lambda: bmp.decode_indexed_bmp(data),  # TF ignores a BMP's palette
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+    )
     image.set_shape([None, None, 3])
     return to_channels(image, channels)
 

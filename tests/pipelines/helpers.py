@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,37 @@ def make_segmentation_folder(root: Path, count: int = 6, size: int = 16) -> Path
         save(img, root / "images" / f"s{i}.png")
         save(mask, root / "masks" / f"s{i}.png")
     return root
+
+
+def write_bmp(
+    path: Path,
+    indices: np.ndarray,
+    palette: list[tuple[int, int, int]],
+    bpp: int,
+    top_down: bool = False,
+    compression: int = 0,
+    pixels: bytes | None = None,
+) -> Path:
+    """A palette BMP written byte by byte (Pillow writes only 1- and 8-bit ones).
+
+    ``indices`` is ``(H, W)`` palette indices; ``pixels`` replaces the packed
+    rows (e.g. RLE8 data with ``compression=1``).
+    """
+    h, w = indices.shape
+    row_bytes = (w * bpp + 31) // 32 * 4
+    rows = []
+    for row in indices:
+        bits = "".join(format(int(v), f"0{bpp}b") for v in row).ljust(row_bytes * 8, "0")
+        rows.append(int(bits, 2).to_bytes(row_bytes, "big"))
+    if pixels is None:
+        pixels = b"".join(rows if top_down else rows[::-1])
+    table = b"".join(bytes([b, g, r, 0]) for r, g, b in palette)
+    offset = 14 + 40 + len(table)
+    dib = struct.pack(
+        "<IiiHHIIiiII", 40, w, -h if top_down else h, 1, bpp, compression, len(pixels),
+        2835, 2835, len(palette), 0,
+    )  # fmt: skip
+    header = b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + dib + table + pixels)
+    return path
