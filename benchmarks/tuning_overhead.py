@@ -109,7 +109,7 @@ def _tracking_ratio(root: Path, quick: bool, rounds: int) -> dict:
     from kerasflow import pipelines
     from kerasflow.config import build_config
     from kerasflow.tracking import MlflowCallback, start_tracker
-    from kerasflow.tuning.hypermodel import build_compiled_model
+    from kerasflow.training.compile import build_compiled_model
 
     data = _base(root, quick)
     data.pop("tune")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 
+from kerasflow import models
 from kerasflow.errors import ConfigError
 from kerasflow.training.losses import get_loss
 from kerasflow.training.metrics import get_metric
@@ -83,3 +86,32 @@ def compile_model(
         metrics=build_metrics(compile_config, num_classes),
     )
     return model
+
+
+def steps_per_epoch(cfg, prepared) -> int:
+    """Optimizer steps per epoch: ``train.steps_per_epoch``, else one pass over the train split."""
+    return cfg.train.steps_per_epoch or max(
+        1, math.ceil(prepared.size("train") / cfg.data.batch_size)
+    )
+
+
+def build_compiled_model(cfg, prepared, compile_config=None) -> keras.Model:
+    """A fresh model of the run config ``cfg`` for ``prepared`` data, compiled.
+
+    The one build-and-compile step of ``train()``, the tuner's trials and the
+    distributed loop's local copy.
+
+    Args:
+        compile_config: the ``compile:`` section to use (default ``cfg.compile``;
+            ``train()`` passes the one scaled for its replicas).
+    """
+    compile_config = compile_config or cfg.compile
+    if cfg.experiment.task == "detection":
+        from kerasflow.training.detection import build_compiled_detector
+
+        return build_compiled_detector(cfg, prepared, compile_config)
+    model = models.build(
+        cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
+    )
+    steps = steps_per_epoch(cfg, prepared)
+    return compile_model(model, compile_config, steps, cfg.train.epochs, prepared.num_classes)

@@ -32,10 +32,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasflow import models
 from kerasflow.errors import WorkerLostError
 from kerasflow.pipelines.sharding import sharded_dataset
-from kerasflow.training.compile import build_loss, build_metrics, compile_model
+from kerasflow.training.compile import build_compiled_model, build_loss, build_metrics
 from kerasflow.training.distribute import Distribution, scaled_compile_config
 
 log = logging.getLogger(__name__)
@@ -259,25 +258,16 @@ def _fit(model, prepared, cfg, dist, callbacks, work, steps_per_epoch) -> LoopRe
     return LoopResult(
         history=dict(history.history),
         initial_epoch=initial_epoch,
-        model=local_copy(model, prepared, cfg, dist, steps_per_epoch),
+        model=local_copy(model, prepared, cfg, dist),
     )
 
 
-def local_copy(model: keras.Model, prepared, cfg, dist: Distribution, steps_per_epoch: int):
+def local_copy(model: keras.Model, prepared, cfg, dist: Distribution):
     """The same weights in a model built and compiled outside the strategy.
 
     Evaluating or saving the distributed model would run collectives that need
     every worker; the chief evaluates, logs and registers on its own.
     """
-    local = models.build(
-        cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
-    )
-    compile_model(
-        local,
-        scaled_compile_config(cfg, dist),
-        steps_per_epoch,
-        cfg.train.epochs,
-        prepared.num_classes,
-    )
+    local = build_compiled_model(cfg, prepared, scaled_compile_config(cfg, dist))
     local.set_weights([np.asarray(w) for w in model.get_weights()])
     return local

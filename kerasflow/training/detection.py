@@ -458,13 +458,18 @@ def prepare_training_data(cfg) -> DetectionTrainingData:
     )
 
 
-def build_compiled_detector(cfg, prepared):
-    """A fresh compiled detector of ``cfg``, as :func:`train_detection` compiles it."""
+def build_compiled_detector(cfg, prepared, compile_config=None):
+    """A fresh detector of ``cfg``, compiled from ``compile_config`` (default ``cfg.compile``)."""
+    from kerasflow.training.compile import steps_per_epoch
+
     model, _ = build_detector(cfg, prepared)
-    steps = cfg.train.steps_per_epoch or max(
-        1, math.ceil(prepared.size("train") / cfg.data.batch_size)
+    return compile_detector(
+        model,
+        compile_config or cfg.compile,
+        prepared.num_classes,
+        steps_per_epoch(cfg, prepared),
+        cfg.train.epochs,
     )
-    return compile_detector(model, cfg.compile, prepared.num_classes, steps, cfg.train.epochs)
 
 
 def evaluate_split_report(model, prepared, split: str = "test", out_dir=None) -> dict:
@@ -479,7 +484,7 @@ def evaluate_split_report(model, prepared, split: str = "test", out_dir=None) ->
 
 
 # --------------------------------------------------------------------------- training
-def _detection_monitor(name: str, has_val: bool) -> tuple[str, str | None]:
+def detection_monitor(name: str, has_val: bool) -> tuple[str, str | None]:
     """The monitored metric and its forced mode (``max`` for mAP)."""
     if name in ("val_accuracy", "accuracy"):
         name = "val_map50"  # the config default is a classification metric
@@ -508,10 +513,8 @@ def train_detection(cfg, prepared, tracker, state, work: Path):
     """The detection branch of :func:`kerasflow.training.fit.train` (same run state and tracking)."""
     from kerasflow.training import fit, plots
 
-    model, targets_fn = build_detector(cfg, prepared)
-    batch = cfg.data.batch_size
-    steps = cfg.train.steps_per_epoch or max(1, math.ceil(prepared.size("train") / batch))
-    compile_detector(model, cfg.compile, prepared.num_classes, steps, cfg.train.epochs)
+    model = build_compiled_detector(cfg, prepared)
+    targets_fn = make_targets_fn(prepared.num_classes, model.outputs[0].shape[1:3])
     out = work / "artifacts"
     out.mkdir(parents=True, exist_ok=True)
     if not tracker.resumed:
@@ -519,13 +522,8 @@ def train_detection(cfg, prepared, tracker, state, work: Path):
 
     has_val = prepared.size("validation") > 0
     eval_split = "validation" if has_val else "train"
-
-    def monitor(name: str, mode: str) -> tuple[str, str]:
-        key, forced = _detection_monitor(name, has_val)
-        return key, forced or fit._mode(key, mode)
-
     callbacks, best_path, ck_monitor, initial_epoch = fit.build_callbacks(
-        cfg, tracker, state, work, has_val, monitor, extra=(MapCallback(prepared, eval_split),)
+        cfg, tracker, state, work, has_val, extra=fit.epoch_metric_callbacks(cfg, prepared, has_val)
     )
 
     train_ds = prepared.dataset("train", targets_fn=targets_fn)

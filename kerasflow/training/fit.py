@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -24,15 +23,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasflow import models, pipelines
+from kerasflow import pipelines
 from kerasflow.config import RunConfig, as_config
-from kerasflow.errors import WorkerLostError
+from kerasflow.errors import ConfigError, WorkerLostError
 from kerasflow.serving.export import export_after_training as _export_after_training
 from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
 from kerasflow.tracking import registry as model_registry
 from kerasflow.training import custom_loop, distribute, plots
 from kerasflow.training import evaluate as evaluation
-from kerasflow.training.compile import compile_model
+from kerasflow.training.compile import build_compiled_model, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +144,24 @@ def _start(config: RunConfig, state: RunState) -> RunTracker:
 
 
 def train(
-    config: RunConfig | str | os.PathLike | None = None, overrides: list[str] | None = None
+    config: RunConfig | str | os.PathLike | None = None,
+    overrides: list[str] | None = None,
+    *,
+    prepared=None,
 ) -> TrainResult:
     """Train, evaluate, track and register a model from a run config.
 
     Args:
         config: a :class:`RunConfig`, a YAML path, or None for the packaged default.
         overrides: ``["train.epochs=5", ...]`` applied on top.
+        prepared: data already prepared from this config's ``data`` section, e.g.
+            ``pipelines.prepare(cfg.data, 42)`` shared by runs of several
+            ``experiment.seed`` values so that all of them train and test on one
+            split (the split follows the seed it was prepared with). Default:
+            prepared here from ``data`` and ``experiment.seed``.
+
+    Raises:
+        ConfigError: ``prepared`` was made from another ``data`` section.
 
     Example:
         >>> import kerasflow
@@ -159,21 +169,29 @@ def train(
         >>> result.test_metrics["test_accuracy"]
     """
     cfg = as_config(config, overrides)
+    if prepared is not None and prepared.data_config != cfg.data:
+        raise ConfigError(
+            "train(prepared=...) got data prepared from another data: section than the "
+            "config's. Prepare it from this config's data section (pipelines.prepare(cfg.data, "
+            f"seed)). Received data.source={prepared.data_config.source!r}, "
+            f"config data.source={cfg.data.source!r}"
+        )
     dist = distribute.setup(cfg.train)  # first: it may split the CPU into logical devices
     if not dist.is_chief:  # only the chief logs to MLflow (tracking is not in the fingerprint)
         cfg = cfg.model_copy(
             update={"tracking": cfg.tracking.model_copy(update={"enabled": False})}
         )
     set_seeds(cfg)
-    work = dist.own_dir(work_dir_for(cfg))
-    if cfg.experiment.task == "detection":
-        from kerasflow.pipelines.detection import prepare_detection
-
-        prepared = prepare_detection(cfg.data, cfg.experiment.seed)
-    else:
-        prepared = pipelines.prepare(cfg.data, cfg.experiment.seed)
+    work = work_dir_for(cfg)
+    prepared = _prepare(cfg) if prepared is None else prepared
+    other_split = prepared.seed != cfg.experiment.seed
+    if other_split:  # its state must not mix with that of a run on the config's own split
+        work = work.with_name(f"{work.name}-split{prepared.seed}")
+    work = dist.own_dir(work)
     state = RunState(work)
     tracker = _start(cfg, state)
+    if other_split:
+        tracker.set_tags({"kerasflow.split_seed": str(prepared.seed)})
     state.update(run_id=tracker.run_id, status="running", config=cfg.to_dict())
     try:
         result = _train(cfg, prepared, tracker, state, work)
@@ -191,6 +209,14 @@ def train(
     tracker.end("FINISHED")
     state.update(status="finished")
     return result
+
+
+def _prepare(cfg: RunConfig):
+    if cfg.experiment.task == "detection":
+        from kerasflow.pipelines.detection import prepare_detection
+
+        return prepare_detection(cfg.data, cfg.experiment.seed)
+    return pipelines.prepare(cfg.data, cfg.experiment.seed)
 
 
 def log_run_inputs(
@@ -228,6 +254,54 @@ def _history(tracker: RunTracker, fit_history, initial_epoch: int) -> dict[str, 
     }
 
 
+def task_monitor(cfg: RunConfig, has_val: bool):
+    """``(name, mode) -> (monitored key, mode)`` for the config's task.
+
+    ``val_`` names lose their prefix without a validation split and ``auto``
+    modes are inferred from the name; a detection run monitors mAP (``max``)
+    where a classification metric is named.
+    """
+
+    def monitor(name: str, mode: str) -> tuple[str, str]:
+        if cfg.experiment.task == "detection":
+            from kerasflow.training.detection import detection_monitor
+
+            key, forced = detection_monitor(name, has_val)
+            return key, forced or _mode(key, mode)
+        key = _monitor(name, has_val)
+        return key, _mode(key, mode)
+
+    return monitor
+
+
+def epoch_metric_callbacks(cfg: RunConfig, prepared, has_val: bool) -> tuple:
+    """Callbacks that add the task's own metrics to each epoch's logs (detection: ``val_map50``).
+
+    Keras passes one logs dict to every callback in order, so these must come
+    before whatever reads them: MLflow logging, checkpoints, early stopping, a
+    tuner's objective (``History`` comes last).
+    """
+    if cfg.experiment.task != "detection":
+        return ()
+    from kerasflow.training.detection import MapCallback
+
+    data = getattr(prepared, "data", prepared)  # the tuner's data yields dense targets
+    return (MapCallback(data, "validation" if has_val else "train"),)
+
+
+def early_stopping(cfg: RunConfig, monitor) -> list[keras.callbacks.Callback]:
+    """``train.early_stopping`` as a callback (none when disabled); ``monitor`` as in build_callbacks."""
+    es = cfg.train.early_stopping
+    if not es.enabled:
+        return []
+    key, mode = monitor(es.monitor, es.mode)
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor=key, mode=mode, patience=es.patience, min_delta=es.min_delta
+        )
+    ]
+
+
 def build_callbacks(
     cfg: RunConfig,
     tracker: RunTracker,
@@ -240,19 +314,13 @@ def build_callbacks(
     """The callbacks every task's fit uses, in the order that makes resuming exact.
 
     Args:
-        monitor: ``(name, mode) -> (monitored key, mode)``; default: drop ``val_``
-            without a validation split and infer ``auto`` modes.
+        monitor: ``(name, mode) -> (monitored key, mode)``; default: :func:`task_monitor`.
         extra: callbacks that add metrics to the epoch's logs (they run first).
 
     Returns:
         (callbacks, best checkpoint path, checkpoint monitor, epoch to resume from)
     """
-
-    def default_monitor(name: str, mode: str) -> tuple[str, str]:
-        key = _monitor(name, has_val)
-        return key, _mode(key, mode)
-
-    monitor = monitor or default_monitor
+    monitor = monitor or task_monitor(cfg, has_val)
     ck_monitor, ck_mode = monitor(cfg.train.checkpoint.monitor, cfg.train.checkpoint.mode)
     best_path = work / "best.weights.h5"
     checkpoint = keras.callbacks.ModelCheckpoint(
@@ -269,15 +337,8 @@ def build_callbacks(
         MlflowCallback(tracker) if tracker.enabled else keras.callbacks.Callback(),
         checkpoint,
         _BestTracker(checkpoint, state),
+        *early_stopping(cfg, monitor),
     ]
-    es = cfg.train.early_stopping
-    if es.enabled:
-        es_monitor, es_mode = monitor(es.monitor, es.mode)
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=es_monitor, mode=es_mode, patience=es.patience, min_delta=es.min_delta
-            )
-        )
     backup_dir = work / "backup"
     initial_epoch = 0
     if cfg.train.resume:
@@ -357,17 +418,13 @@ def _train(
 
         return train_detection(cfg, prepared, tracker, state, work)
     dist = distribute.setup(cfg.train)  # cached: the strategy train() set up
-    batch = cfg.data.batch_size  # the global batch, split over the replicas
-    steps = cfg.train.steps_per_epoch or max(1, math.ceil(prepared.size("train") / batch))
+    # data.batch_size is the global batch, split over the replicas.
+    steps = steps_per_epoch(cfg, prepared)
     # Again here: MLflow names runs with Python's `random`, which Keras also draws
     # initializer seeds from, so tracking on/off would otherwise change the weights.
     set_seeds(cfg)
     with dist.scope():
-        model = models.build(
-            cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
-        )
-        compile_cfg = distribute.scaled_compile_config(cfg, dist)
-        compile_model(model, compile_cfg, steps, cfg.train.epochs, prepared.num_classes)
+        model = build_compiled_model(cfg, prepared, distribute.scaled_compile_config(cfg, dist))
     out = work / "artifacts"
     out.mkdir(parents=True, exist_ok=True)
     if not tracker.resumed:

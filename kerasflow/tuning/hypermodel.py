@@ -10,32 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 
 import keras
 import keras_tuner
 
-from kerasflow import models, pipelines
+from kerasflow import pipelines
 from kerasflow.config import RunConfig, build_config
-from kerasflow.training.compile import compile_model
+from kerasflow.training.compile import build_compiled_model
 from kerasflow.tuning.search_space import ParamSpec, apply_values, declare
 
 log = logging.getLogger(__name__)
-
-
-def build_compiled_model(cfg: RunConfig, prepared) -> keras.Model:
-    """A fresh model of ``cfg`` for ``prepared`` data, compiled as ``train()`` compiles it."""
-    if cfg.experiment.task == "detection":
-        from kerasflow.training.detection import build_compiled_detector
-
-        return build_compiled_detector(cfg, prepared)
-    model = models.build(
-        cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
-    )
-    batch = cfg.data.batch_size
-    steps = cfg.train.steps_per_epoch or max(1, math.ceil(prepared.size("train") / batch))
-    compile_model(model, cfg.compile, steps, cfg.train.epochs, prepared.num_classes)
-    return model
 
 
 class ConfigHyperModel(keras_tuner.HyperModel):

@@ -45,8 +45,10 @@ from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
 from kerasflow.tracking import registry as model_registry
 from kerasflow.tracking import runs as mlflow_runs
 from kerasflow.training import evaluate as evaluation
+from kerasflow.training import fit
+from kerasflow.training.compile import build_compiled_model
 from kerasflow.tuning import report as search_report
-from kerasflow.tuning.hypermodel import ConfigHyperModel, build_compiled_model
+from kerasflow.tuning.hypermodel import ConfigHyperModel
 from kerasflow.tuning.search_space import (
     ParamSpec,
     active_values,
@@ -462,21 +464,14 @@ class KerasflowTuner(keras_tuner.Tuner):
             )
             callbacks = [
                 keras.callbacks.TerminateOnNaN(),
+                # First, as in train(): e.g. val_map50 must be in the logs before the
+                # objective is checked, logged, checkpointed and recorded by History.
+                *fit.epoch_metric_callbacks(cfg, prepared, has_val),
                 _RequireMetric(s.objective),
                 metrics_cb if tracker.enabled else keras.callbacks.Callback(),
                 checkpoint,
+                *fit.early_stopping(cfg, fit.task_monitor(cfg, has_val)),
             ]
-            es = cfg.train.early_stopping
-            if es.enabled:
-                monitor = es.monitor if has_val else es.monitor.removeprefix("val_")
-                mode = es.mode
-                if mode == "auto":
-                    mode = "min" if ("loss" in monitor or "error" in monitor) else "max"
-                callbacks.append(
-                    keras.callbacks.EarlyStopping(
-                        monitor=monitor, mode=mode, patience=es.patience, min_delta=es.min_delta
-                    )
-                )
             history = model.fit(
                 train_ds,
                 validation_data=val_ds,
