@@ -154,3 +154,39 @@ def test_mixup_trains_with_soft_targets(tmp_path):
     result = kerasflow.train(cfg)
     assert result.history["loss"][3] < result.history["loss"][1]
     assert result.test_metrics["test_accuracy"] > 0.5
+
+
+def test_prepared_data_keeps_one_split_across_seeds(tmp_path):
+    # train(prepared=...) trains and tests on the split it was given, whatever experiment.seed.
+    from kerasflow import pipelines
+    from kerasflow.errors import ConfigError
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = [
+        f"experiment.work_dir={tmp_path / 'runs'}",
+        f"tracking.uri={uri}",
+        "tracking.log_model=false",
+        "data.image_size=[8,8]",
+        "model.params.width=8",
+        "train.epochs=1",
+        "compile.schedule.warmup_epochs=0",
+        "train.explain_images=0",
+        "train.verbose=0",
+    ]
+    cfg = kerasflow.load_config(None, [*overrides, "experiment.seed=5"])
+    prepared = pipelines.prepare(cfg.data, 4)
+    own = pipelines.prepare(cfg.data, 5)
+    assert own.split_table() != prepared.split_table()  # the seed decides the split
+    result = kerasflow.train(cfg, prepared=prepared)
+    client = MlflowClient(uri)
+    run = client.get_run(result.run_id)
+    assert run.data.tags["kerasflow.split_seed"] == "4"
+    logged = __import__("mlflow").artifacts.load_text(f"runs:/{result.run_id}/splits.csv")
+    rows = [tuple(line.split(",")) for line in logged.strip().splitlines()[1:]]
+    assert rows == [(k, s, str(y)) for k, s, y in prepared.split_table()]
+    assert result.work_dir.name.endswith("-split4")
+    assert result.report["num_examples"] == prepared.size("test")
+
+    other = kerasflow.load_config(None, [*overrides, "data.image_size=[12,12]"])
+    with pytest.raises(ConfigError, match=r"prepared=.*another data: section"):
+        kerasflow.train(other, prepared=prepared)
