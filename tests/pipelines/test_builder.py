@@ -11,8 +11,8 @@ from kerasflow.pipelines import build, from_arrays, prepare
 from kerasflow.pipelines import transforms as T
 from tests.pipelines.helpers import data_config
 
-ORDER = ["read", "decode", "deterministic", "cache", "shuffle", "augment", "batch", "batch_ops",
-         "prefetch"]  # fmt: skip
+ORDER = ["read", "decode", "deterministic", "cache", "shuffle", "augment", "normalize", "batch",
+         "batch_ops", "prefetch"]  # fmt: skip
 
 
 def _stages(steps):
@@ -57,7 +57,8 @@ def test_no_cache_shuffles_file_list_and_fuses_one_map(class_folder):
     steps = prepare(cfg).plan("train")
     assert _stages(steps)[:2] == ["read", "shuffle"]
     fused = [s.stage for s in steps if s.fused]
-    assert fused[:2] == ["augment", "read"] and "deterministic" in fused and fused[-1] == "augment"
+    assert fused[:2] == ["augment", "read"] and "deterministic" in fused
+    assert fused[-2:] == ["augment", "normalize"]  # read to normalize: one parallel map
 
 
 def test_augmentation_differs_between_epochs_and_is_seeded():
