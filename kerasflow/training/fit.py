@@ -443,11 +443,14 @@ def _train(
         if not dist.is_chief:  # workers only train; the chief evaluates, logs and registers
             return TrainResult(model, {}, {}, {}, None, None, None, work, cfg, initial_epoch)
     else:
+        # Repeated, with steps_per_epoch: one iterator lives across the epochs, so the
+        # next epoch's shuffle buffer and first batches are prepared while this epoch
+        # ends and validates, instead of stalling the first step of every epoch.
         fit_history = model.fit(
-            train_ds,
+            train_ds.repeat(),
             validation_data=val_ds,
             epochs=cfg.train.epochs,
-            steps_per_epoch=cfg.train.steps_per_epoch,
+            steps_per_epoch=steps,
             callbacks=callbacks,
             verbose=_verbosity(cfg.train.verbose),
         )
