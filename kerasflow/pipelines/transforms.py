@@ -44,10 +44,9 @@ def decode_image(data: tf.Tensor, channels: int) -> tf.Tensor:
     data = tf.convert_to_tensor(data, tf.string)
     # channels=3 for every format: a CMYK JPEG, a BMP or a GIF cannot be decoded
     # straight to gray; gray is taken from RGB below.
-    image = tf.cond(
-        bmp.is_indexed_bmp(data),
-        lambda: bmp.decode_indexed_bmp(data),  # TF ignores a BMP's palette
-        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+    # TF's own decoder ignores a BMP's palette; bmp.py decodes palette BMPs.
+    image = bmp.decode_palette_aware(
+        data, lambda d: tf.io.decode_image(d, channels=3, expand_animations=False)
     )
     image.set_shape([None, None, 3])
     return to_channels(image, channels)
