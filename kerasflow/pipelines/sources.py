@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasflow.errors import DataError
+from kerasflow.pipelines import record_scan
 from kerasflow.pipelines import scan as scan_lib
 
 log = logging.getLogger(__name__)
@@ -476,6 +477,9 @@ def load_tfrecord_source(pattern: str, data_config) -> SourceData:
     """TFRecord files of ``tf.train.Example`` with an encoded image and a label (or mask).
 
     The feature names come from ``data.tfrecord``. Keys are ``<file>:<index>``.
+    Every record's image (and mask) is decoded once here, so a bad one stops the
+    run before training (``on_bad_image: error``) or is left out and listed as
+    ``<file>#<index>`` (``skip``).
     """
     import tensorflow as tf
 
@@ -499,7 +503,7 @@ def load_tfrecord_source(pattern: str, data_config) -> SourceData:
 
     # One pass over labels only (images stay encoded), in batches: sizes, labels and keys.
     label_features = {k: v for k, v in features.items() if k != spec.image_key}
-    keys, raw_labels = [], []
+    keys, raw_labels, names_in_files = [], [], []
     for f in files:
         ds = tf.data.TFRecordDataset(f).map(
             lambda rec: tf.io.parse_single_example(rec, label_features),
@@ -520,6 +524,7 @@ def load_tfrecord_source(pattern: str, data_config) -> SourceData:
                 f"(data.tfrecord): {exc.message}. Fix data.tfrecord or the file."
             ) from None
         keys.extend(f"{Path(f).name}:{i}" for i in range(n))
+        names_in_files.extend(f"{f}#{i}" for i in range(n))
     if segmentation:
         names = list(data_config.class_names or [])
         if not names:
@@ -560,15 +565,91 @@ def load_tfrecord_source(pattern: str, data_config) -> SourceData:
             label = tf.argmax(hit, output_type=tf.int64)
         return image, label
 
+    encoded = {spec.image_key: lambda data: transforms.decode_image(data, channels)}
+    if segmentation:
+        encoded[spec.mask_key] = transforms.decode_mask
+
+    def features_of(record):
+        parsed = tf.io.parse_single_example(
+            record, {k: tf.io.VarLenFeature(tf.string) for k in encoded}
+        )
+        return {k: list(v.values.numpy()) for k, v in parsed.items()}
+
+    found = record_scan.scan_records(
+        tf.data.TFRecordDataset(files), len(keys), _checked(decoder, segmentation), encoded,
+        features_of,
+    )  # fmt: skip
+    keep, skipped = _screen_records(found, names_in_files, "", data_config)
+
     def reader(part):
         del part  # TFRecord sources have no splits of their own
-        return tf.data.TFRecordDataset(files)
+        return _keep_only(tf.data.TFRecordDataset(files), keep)
 
+    keys = [k for k, ok in zip(keys, keep, strict=True) if ok]
     return SourceData(
         name=pattern, kind="stream", task="segmentation" if segmentation else "classification",
-        keys=keys, labels=labels, class_names=names, parts=[""] * len(keys),
-        positions=np.arange(len(keys)), reader=reader, decoder=decoder,
+        keys=keys, labels=labels[keep], class_names=names, parts=[""] * len(keys),
+        positions=np.arange(len(keys)), reader=reader, decoder=decoder, skipped=skipped,
     )  # fmt: skip
+
+
+def _checked(decoder: Callable, segmentation: bool) -> Callable:
+    """``decoder``'s image, also failing when a mask's size differs from its image's."""
+    import tensorflow as tf
+
+    def check(record):
+        image, target = decoder(record)
+        if not segmentation:
+            return image
+        same = tf.debugging.assert_equal(
+            tf.shape(image)[:2],
+            tf.shape(target),
+            message="the mask's size differs from the image's",
+        )
+        with tf.control_dependencies([same]):
+            return tf.identity(image)
+
+    return check
+
+
+def _keep_only(ds, keep: np.ndarray):
+    """The records of ``ds`` whose ``keep`` entry is True."""
+    import tensorflow as tf
+
+    if keep.all():
+        return ds
+    mask = tf.constant(keep)
+    return ds.enumerate().filter(lambda i, _r: tf.gather(mask, i)).map(lambda _i, r: r)
+
+
+def _screen_records(
+    found: record_scan.RecordScan, names: list[str], where: str, data_config
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Apply ``min_image_side`` and ``on_bad_image`` to a record scan: keep mask, skipped.
+
+    ``names`` name each record (``<file>#<index>``); ``where`` follows the name in messages.
+    """
+    min_side = data_config.min_image_side
+    small = np.flatnonzero(found.keep() & (found.sizes.min(axis=1) < min_side))
+    if len(small):
+        h, w = found.sizes[small[0]]
+        raise DataError(
+            f"The image of record {names[small[0]]} is {w}x{h}, smaller than "
+            f"data.min_image_side={min_side}. Remove the record or lower data.min_image_side."
+        )
+    bad = sorted(found.problems.items())
+    if bad and data_config.on_bad_image == "error":
+        index, reason = bad[0]
+        more = f" ({len(bad)} bad records in all)" if len(bad) > 1 else ""
+        raise DataError(
+            f"Bad record {names[index]}{where}: {reason}{more}. Fix or remove the record, "
+            "or set data.on_bad_image: skip to leave such records out (they are listed in "
+            "skipped_files.txt)."
+        )
+    skipped = [(names[i], reason) for i, reason in bad]
+    for name, reason in skipped:
+        log.warning("skipping %s: %s", name, reason)
+    return found.keep(), skipped
 
 
 def parse_tfds_source(source: str) -> tuple[str, str | None]:
@@ -589,10 +670,14 @@ def load_tfds_source(source: str, data_config) -> SourceData:
     """A TensorFlow Datasets dataset through ``tfds.builder(...).as_dataset``.
 
     With ``data.tfds.download: false`` the data must already be prepared in
-    ``data.tfds.data_dir``; nothing is downloaded.
+    ``data.tfds.data_dir``; nothing is downloaded. Encoded images (and masks)
+    are decoded once here, like TFRecord records; a bad one is named by its
+    ``tfds_id`` (``<dataset>-<split>.tfrecord-<shard>__<index>``).
     """
     import tensorflow as tf
     import tensorflow_datasets as tfds
+
+    from kerasflow.pipelines import transforms
 
     name, version = parse_tfds_source(source)
     opts = data_config.tfds
@@ -680,12 +765,7 @@ def load_tfds_source(source: str, data_config) -> SourceData:
         names = [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0)]
     channels = data_config.channels
 
-    def reader(part):
-        return open_part(part, skip_images=True)
-
     def decoder(ex):
-        from kerasflow.pipelines import transforms
-
         image = ex[opts.image_key]
         if image.dtype == tf.string:
             image = transforms.decode_image(image, channels)
@@ -700,10 +780,45 @@ def load_tfds_source(source: str, data_config) -> SourceData:
             return image, tf.cast(mask, tf.int32)
         return image, tf.cast(ex[opts.label_key], tf.int64)
 
+    # Images TFDS stores encoded (tfds.features.Image) may be any bytes a builder was given.
+    spec = open_part(used[0], skip_images=True).element_spec if used else {}
+    encoded = {
+        key: decode
+        for key, decode in [
+            (opts.image_key, lambda data: transforms.decode_image(data, channels)),
+            (opts.mask_key, transforms.decode_mask),
+        ]
+        if key in spec and spec[key].dtype == tf.string
+    }
+    keep, skipped, keep_by_part = np.ones(len(keys), bool), [], {}
+    for part in used if encoded else []:
+        rows = [i for i, p in enumerate(parts) if p == part]
+        found = record_scan.scan_records(
+            open_part(part, skip_images=True), len(rows), _checked(decoder, segmentation),
+            encoded, lambda ex: {k: [ex[k].numpy()] for k in encoded},
+        )  # fmt: skip
+        where = f" of TFDS dataset {full!r} split {part!r}"
+        keep_by_part[part], bad = _screen_records(
+            found, [keys[i] for i in rows], where, data_config
+        )
+        keep[rows] = keep_by_part[part]
+        skipped.extend(bad)
+
+    def reader(part):
+        ds = open_part(part, skip_images=True)
+        return _keep_only(ds, keep_by_part[part]) if part in keep_by_part else ds
+
+    kept = np.flatnonzero(keep)
+    parts = [parts[i] for i in kept]
+    seen: Counter = Counter()  # positions count the kept records of each part
+    positions = []
+    for p in parts:
+        positions.append(seen[p])
+        seen[p] += 1
     return SourceData(
         name=source, kind="stream", task="segmentation" if segmentation else "classification",
-        keys=keys, labels=labels, class_names=names, parts=parts,
-        positions=np.array(positions, np.int64), reader=reader, decoder=decoder,
+        keys=[keys[i] for i in kept], labels=labels[kept], class_names=names, parts=parts,
+        positions=np.array(positions, np.int64), reader=reader, decoder=decoder, skipped=skipped,
     )  # fmt: skip
 
 

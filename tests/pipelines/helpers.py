@@ -94,3 +94,36 @@ def write_bmp(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(header + dib + table + pixels)
     return path
+
+
+def make_tfds(data_dir: Path, class_name: str, features: dict, splits: dict) -> Path:
+    """Prepare a real TFDS dataset offline in ``data_dir``.
+
+    The dataset is named after ``class_name`` in snake_case (``ToyPictures`` ->
+    ``toy_pictures``, version 1.0.0); ``features`` maps names to TFDS features
+    and ``splits`` maps split names to lists of ``(key, example)``.
+    """
+    import tensorflow_datasets as tfds
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
+
+    def _split_generators(self, dl_manager):
+        return {name: self._generate_examples(rows) for name, rows in splits.items()}
+
+    def _generate_examples(self, rows):
+        yield from rows
+
+    builder = type(
+        class_name,
+        (tfds.core.GeneratorBasedBuilder,),
+        {
+            "VERSION": tfds.core.Version("1.0.0"),
+            "code_path": None,  # defined in a test helper: no checksums file to look up
+            "_info": _info,
+            "_split_generators": _split_generators,
+            "_generate_examples": _generate_examples,
+        },
+    )
+    builder(data_dir=str(data_dir)).download_and_prepare()
+    return data_dir

@@ -12,7 +12,7 @@ from PIL import Image
 from kerasflow.errors import DataError
 from kerasflow.pipelines import from_arrays, prepare
 from kerasflow.pipelines.sources import load_source
-from tests.pipelines.helpers import COLOURS, data_config, gradient_image, save
+from tests.pipelines.helpers import COLOURS, data_config, gradient_image, make_tfds, save
 
 ALL_TRAIN = {"train": 1.0, "validation": 0.0, "test": 0.0}
 
@@ -216,33 +216,22 @@ def toy_tfds_dir(tmp_path_factory):
     """A real TFDS dataset (image + segmentation_mask) prepared offline in a temp data_dir."""
     import tensorflow_datasets as tfds
 
-    class ToySegmentation(tfds.core.GeneratorBasedBuilder):
-        VERSION = tfds.core.Version("1.0.0")
-        code_path = None  # defined in a test module: no checksums file to look up
+    def examples(n, offset=0):
+        rows = []
+        for i in range(n):
+            m = np.zeros((10, 12, 1), np.uint8)
+            m[:, :6] = 1
+            m[1:4, 8:11] = 2
+            img = np.concatenate([m * 100, m * 50, 255 - m * 80], -1).astype(np.uint8)
+            rows.append((f"ex{i + offset}", {"image": img, "segmentation_mask": m}))
+        return rows
 
-        def _info(self):
-            features = tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(shape=(None, None, 3)),
-                    "segmentation_mask": tfds.features.Image(shape=(None, None, 1)),
-                }
-            )
-            return tfds.core.DatasetInfo(builder=self, features=features)
-
-        def _split_generators(self, dl_manager):
-            return {"train": self._generate_examples(6), "test": self._generate_examples(2, 100)}
-
-        def _generate_examples(self, n, offset=0):
-            for i in range(n):
-                m = np.zeros((10, 12, 1), np.uint8)
-                m[:, :6] = 1
-                m[1:4, 8:11] = 2
-                img = np.concatenate([m * 100, m * 50, 255 - m * 80], -1).astype(np.uint8)
-                yield f"ex{i + offset}", {"image": img, "segmentation_mask": m}
-
-    data_dir = tmp_path_factory.mktemp("tfds")
-    ToySegmentation(data_dir=str(data_dir)).download_and_prepare()
-    return data_dir
+    features = {
+        "image": tfds.features.Image(shape=(None, None, 3)),
+        "segmentation_mask": tfds.features.Image(shape=(None, None, 1)),
+    }
+    splits = {"train": examples(6), "test": examples(2, 100)}
+    return make_tfds(tmp_path_factory.mktemp("tfds"), "ToySegmentation", features, splits)
 
 
 def test_tfds_segmentation_prepared_offline(toy_tfds_dir):
