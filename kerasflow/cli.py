@@ -220,9 +220,11 @@ def data():
 def data_plan(config, overrides):
     """Print the tf.data plan, step by step, for each split."""
     from kerasflow import pipelines
+    from kerasflow.pipelines.detection import prepare_detection
 
     cfg = kerasflow.load_config(config, list(overrides))
-    click.echo(pipelines.prepare(cfg.data, cfg.experiment.seed).plan_text())
+    prepare = prepare_detection if cfg.experiment.task == "detection" else pipelines.prepare
+    click.echo(prepare(cfg.data, cfg.experiment.seed).plan_text())
 
 
 @data.command("preview")
@@ -246,7 +248,7 @@ def data_check(config, overrides):
     from kerasflow.pipelines.check import check_data
 
     cfg = kerasflow.load_config(config, list(overrides))
-    report = check_data(cfg.data)
+    report = check_data(cfg.data, cfg.experiment.task)
     click.echo(report.to_text())
     if not report.ok:
         sys.exit(1)

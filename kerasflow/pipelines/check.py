@@ -24,9 +24,10 @@ class CheckReport:
 
     Attributes:
         source: the ``data.source`` checked.
-        task: classification or segmentation.
+        task: classification, segmentation or detection.
         num_examples: usable examples.
-        class_counts: examples per class (segmentation: images containing it).
+        class_counts: examples per class (segmentation: images containing it;
+            detection: boxes).
         problems: ``(path, reason)`` for every bad file.
         notes: ``(path, note)`` for suspicious but usable files (e.g. PNG data
             in a ``.jpg``).
@@ -99,13 +100,16 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_data(data_config) -> CheckReport:
+def check_data(data_config, task: str = "classification") -> CheckReport:
     """Scan every file of ``data.source`` once (fully decoding each) and report.
 
     Bad files never raise here, whatever ``on_bad_image`` says; a source that
     cannot load at all (an empty class folder, a mask without an image, a
-    label outside ``class_names``) is reported in ``errors``.
+    label outside ``class_names``) is reported in ``errors``. ``task`` is the
+    run's ``experiment.task``; detection sources go to :func:`check_detection`.
     """
+    if task == "detection":
+        return check_detection(data_config)
     report = CheckReport(source=data_config.source)
     lenient = data_config.model_copy(update={"on_bad_image": "skip"})
     try:
@@ -120,19 +124,7 @@ def check_data(data_config) -> CheckReport:
     modes: Counter = Counter()
     bad_idx = set()
     if src.kind == "files":
-        files = list(src.paths) + list(src.mask_paths or [])
-        n = len(src.paths)
-        for i, path in enumerate(files):
-            info = scan_lib.full_scan(path)
-            if info.problem is not None:
-                report.problems.append((path, info.problem))
-                bad_idx.add(i % n)
-                continue
-            if info.note:
-                report.notes.append((path, info.note))
-            if i < n:
-                report.sizes.append((info.width, info.height))
-                modes[info.mode] += 1
+        bad_idx = _scan_files(src.paths, src.mask_paths or [], report, modes)
     elif src.kind == "arrays":
         h, w = src.images.shape[1:3]
         report.sizes = [(int(w), int(h))] * len(src)
@@ -149,6 +141,67 @@ def check_data(data_config) -> CheckReport:
         report.class_counts = {
             name: int(c) for name, c in zip(src.class_names, counts, strict=True)
         }
+    return report
+
+
+def _scan_files(paths, mask_paths, report: CheckReport, modes: Counter) -> set[int]:
+    """Fully decode every image (and mask) file; the indices of the images that are bad."""
+    bad = set()
+    n = len(paths)
+    for i, path in enumerate(list(paths) + list(mask_paths)):
+        info = scan_lib.full_scan(path)
+        if info.problem is not None:
+            report.problems.append((path, info.problem))
+            bad.add(i % n)
+            continue
+        if info.note:
+            report.notes.append((path, info.note))
+        if i < n:
+            report.sizes.append((info.width, info.height))
+            modes[info.mode] += 1
+    return bad
+
+
+def check_detection(data_config) -> CheckReport:
+    """:func:`check_data` for a detection source (COCO JSON, VOC folder, TFDS, synthetic).
+
+    Bad annotations and bad image files are problems; ``class_counts`` counts
+    boxes; crowd boxes and difficult objects left out are notes.
+    """
+    import tensorflow as tf
+
+    from kerasflow.pipelines.detection import load_detection
+
+    report = CheckReport(source=data_config.source, task="detection")
+    try:
+        data = load_detection(data_config.model_copy(update={"on_bad_image": "skip"}))
+    except DataError as exc:
+        report.errors.append(str(exc))
+        return report
+    report.problems.extend(data.skipped)
+    report.notes.extend(
+        (data_config.source, f"left out {n} {what}") for what, n in data.ignored.items()
+    )
+    modes: Counter = Counter()
+    counts = np.zeros(data.num_classes, np.int64)
+    if data.source is not None:
+        src = data.source
+        bad = _scan_files(src.paths, [], report, modes)
+        good = [i for i in range(len(src)) if i not in bad]
+        for i in good:
+            counts += np.bincount(src.classes[i], minlength=data.num_classes)
+        report.num_examples = len(good)
+    for split in data.streams:
+        try:
+            for image, _, classes in data.raw(split).as_numpy_iterator():
+                report.sizes.append((int(image.shape[1]), int(image.shape[0])))
+                counts += np.bincount(classes, minlength=data.num_classes)[: data.num_classes]
+                modes["decoded"] += 1
+                report.num_examples += 1
+        except tf.errors.OpError as exc:
+            report.problems.append((f"{data_config.source} {split}", f"unreadable ({exc.message})"))
+    report.modes = dict(modes)
+    report.class_counts = {n: int(c) for n, c in zip(data.class_names, counts, strict=True)}
     return report
 
 

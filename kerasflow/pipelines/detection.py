@@ -45,6 +45,7 @@ import tensorflow as tf
 from kerasflow.errors import DataError
 from kerasflow.pipelines import box_ops
 from kerasflow.pipelines import transforms as T
+from kerasflow.pipelines.builder import PreparedData, Step, _describe_op
 from kerasflow.pipelines.splits import assign_splits
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class DetectionSource:
     """Annotations read from a file source: one entry per usable image.
 
     ``boxes[i]`` is ``[n, 4]`` float32 ``[ymin, xmin, ymax, xmax]`` fractions,
-    ``classes[i]`` ``[n]`` int32 ids into ``class_names``.
+    ``classes[i]`` ``[n]`` int32 ids into ``class_names``, ``sizes[i]`` the
+    ``(width, height)`` the annotation gives the image.
     """
 
     name: str
@@ -70,6 +72,7 @@ class DetectionSource:
     paths: list[str] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)
     classes: list[np.ndarray] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)
 
@@ -101,7 +104,8 @@ def _class_index(names: list[str], given: list[str] | None) -> dict[str, int]:
     return {n: i for i, n in enumerate(order)}
 
 
-def _add(src: DetectionSource, key, path, boxes, classes) -> None:
+def _add(src: DetectionSource, key, path, boxes, classes, size) -> None:
+    src.sizes.append((int(size[0]), int(size[1])))
     src.keys.append(key)
     src.paths.append(str(path))
     src.boxes.append(np.asarray(boxes, np.float32).reshape(-1, 4))
@@ -177,7 +181,7 @@ def load_coco(path: str | os.PathLike, image_root=None, class_names=None, on_bad
         except (KeyError, TypeError, ValueError) as exc:
             _bad(src, where, key, f"malformed entry ({exc!r})", on_bad)
             continue
-        _add(src, key, file, boxes, classes)
+        _add(src, key, file, boxes, classes, (width, height))
     return src
 
 
@@ -250,7 +254,7 @@ def load_voc(folder: str | os.PathLike, class_names=None, on_bad="error") -> Det
         except ValueError as exc:
             _bad(src, str(file), key, f"malformed value ({exc})", on_bad)
             continue
-        _add(src, key, image_file, boxes, classes)
+        _add(src, key, image_file, boxes, classes, (width, height))
     return src
 
 
@@ -440,6 +444,59 @@ class DetectionData:
 
         return ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=True)
 
+    def plan(self, split: str, training: bool | None = None, batch: bool = True) -> list[Step]:
+        """The steps :meth:`dataset` runs for one split, described (for ``kerasflow data plan``)."""
+        cfg, det = self.data_config, self.data_config.detection
+        training = split == "train" if training is None else training
+        size = tuple(int(v) for v in cfg.image_size)
+        if self.source is not None:
+            boxes = sum(len(self.source.classes[i]) for i in self.indices.get(split, ()))
+            read = f"{self.size(split)} files of {self.source.name!r} ({boxes} boxes)"
+            decode = f"decode_image to {cfg.channels} channel(s)"
+        else:
+            read = f"TFDS {cfg.source!r} split {cfg.split.source_names.get(split)!r}"
+            decode = f"by TFDS; channels={cfg.channels}"
+        mode = "pad" if cfg.resize == "pad" else "stretch"
+        aa = ", antialias" if cfg.antialias else ""
+        steps = [
+            Step("read", read),
+            Step("decode", decode),
+            Step(
+                "deterministic", f"letterbox {mode} to {size} ({cfg.interpolation}{aa}), boxes too"
+            ),
+        ]
+        if not cfg.cache:
+            steps.append(Step("cache", "off"))
+        else:
+            where = "in memory" if cfg.cache is True else f"file {cfg.cache}_{split}_det"
+            steps.append(Step("cache", f"{where} (uint8 images)"))
+        if training and cfg.shuffle_buffer:
+            detail = f"buffer {cfg.shuffle_buffer}, seed {self.seed}, reshuffled every epoch"
+            steps.append(Step("shuffle", detail))
+        if training:
+            ops = [] if det.crop_scale is None else [
+                f"crop_scale {det.crop_scale} (box_policy {det.box_policy}, "
+                f"min_visible {det.min_visible})"
+            ]  # fmt: skip
+            ops += [_describe_op(op, cfg.augment) for op in cfg.augment.enabled()]
+            detail = "; ".join(ops) + " (image and boxes, 0..1 float)" if ops else "none"
+            steps.append(
+                Step("augment", f"per-example seed {self.seed}, fresh every epoch: {detail}")
+            )
+        steps.append(
+            Step(
+                "normalize",
+                f"0..1 then {cfg.normalize}; boxes padded to {det.max_boxes} (class -1)",
+            )
+        )
+        if batch:
+            steps.append(Step("batch", f"batch_size {cfg.batch_size}"))
+        steps.append(Step("prefetch", "AUTOTUNE"))
+        return steps
+
+    # The same text as classification and segmentation: it needs only size() and plan().
+    plan_text = PreparedData.plan_text
+
     def dataset(
         self,
         split: str,
@@ -616,6 +673,7 @@ def load_detection_source(data_config) -> DetectionSource:
             "Pascal VOC folder (Annotations/, JPEGImages/), tfds:<name> or "
             "synthetic:shapes_detection."
         )
+    _screen_images(src, data_config)
     if src.skipped:
         log.warning("skipped %d images with bad annotations in %s", len(src.skipped), source)
     if len(src) == 0:
@@ -630,6 +688,34 @@ def load_detection_source(data_config) -> DetectionSource:
             source, most, max_boxes,
         )  # fmt: skip
     return src
+
+
+def _screen_images(src: DetectionSource, data_config) -> None:
+    """Scan every image file like the other file sources do (``on_bad_image``), and
+    check that each image has the size its annotation gives (boxes are fractions of it)."""
+    from kerasflow.pipelines import scan as scan_lib
+    from kerasflow.pipelines.sources import screen_files
+
+    keep, skipped = screen_files([Path(p) for p in src.paths], data_config)
+    src.skipped.extend(skipped)
+    for i in np.flatnonzero(keep):
+        actual, said = scan_lib.image_size(src.paths[i]), src.sizes[i]
+        if tuple(actual) != said:
+            why = (
+                f"the image {src.paths[i]} is {actual[0]}x{actual[1]} but its annotation "
+                f"says {said[0]}x{said[1]}, so its boxes would be scaled wrong"
+            )
+            _bad(
+                src,
+                f"{src.name}: image {src.keys[i]!r}",
+                src.keys[i],
+                why,
+                data_config.on_bad_image,
+            )
+            keep[i] = False
+    for name in ("keys", "paths", "boxes", "classes", "sizes"):
+        values = getattr(src, name)
+        setattr(src, name, [v for v, k in zip(values, keep, strict=True) if k])
 
 
 BOX_AWARE_OPS = ("horizontal_flip", "vertical_flip", "brightness", "contrast", "saturation", "hue")
@@ -665,6 +751,11 @@ def prepare_detection(data_config, seed: int = 0) -> DetectionData:
         >>> targets["boxes"].shape  # (batch, max_boxes, 4)
     """
     check_detection_options(data_config)
+    return load_detection(data_config, seed)
+
+
+def load_detection(data_config, seed: int = 0) -> DetectionData:
+    """:func:`prepare_detection` without checking the augment options (``data check`` uses it)."""
     if data_config.source.lower().startswith("tfds:"):
         return load_tfds_detection(data_config.source, data_config, seed)
     src = load_detection_source(data_config)

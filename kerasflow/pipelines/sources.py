@@ -217,10 +217,12 @@ def _list_images(folder: Path, ignored: Counter, extensions=IMAGE_EXTENSIONS) ->
     return out
 
 
-def _screen(
-    paths: list[Path], root: Path, data_config, min_side: int
-) -> tuple[list[bool], list[tuple[str, str]]]:
-    """Cheap header scan of every file; applies ``on_bad_image``."""
+def screen_files(paths: list[Path], data_config) -> tuple[list[bool], list[tuple[str, str]]]:
+    """Cheap header scan of every file; applies ``on_bad_image`` and ``min_image_side``.
+
+    Returns a keep flag per file and the ``(path, reason)`` of each skipped one.
+    """
+    min_side = data_config.min_image_side
     keep, skipped = [], []
     for p in paths:
         info = scan_lib.quick_scan(p)
@@ -313,7 +315,7 @@ def load_folder_source(folder: str, data_config) -> SourceData:
             paths.extend(files)
             labels.extend([label] * len(files))
             parts.extend([part] * len(files))
-    keep, skipped = _screen(paths, root, data_config, data_config.min_image_side)
+    keep, skipped = screen_files(paths, data_config)
     paths = [p for p, k in zip(paths, keep, strict=True) if k]
     labels = np.array([lab for lab, k in zip(labels, keep, strict=True) if k], np.int64)
     parts = [p for p, k in zip(parts, keep, strict=True) if k]
@@ -387,7 +389,7 @@ def load_manifest_source(manifest: str, data_config) -> SourceData:
             )
         files.append(p)
         labels.append(names.index(label))
-    keep, skipped = _screen(files, root, data_config, data_config.min_image_side)
+    keep, skipped = screen_files(files, data_config)
     files = [p for p, k in zip(files, keep, strict=True) if k]
     labels = np.array([lab for lab, k in zip(labels, keep, strict=True) if k], np.int64)
     keys = [_relative(p, root) if root in p.parents else str(p) for p in files]
@@ -440,8 +442,8 @@ def load_segmentation_source(folder: str, data_config) -> SourceData:
     stems = sorted(image_by_stem)
     img_paths = [image_by_stem[s] for s in stems]
     mask_paths = [mask_by_stem[s] for s in stems]
-    keep_i, skipped = _screen(img_paths, root, data_config, data_config.min_image_side)
-    keep_m, skipped_m = _screen(mask_paths, root, data_config, data_config.min_image_side)
+    keep_i, skipped = screen_files(img_paths, data_config)
+    keep_m, skipped_m = screen_files(mask_paths, data_config)
     skipped += skipped_m
     keep = [a and b for a, b in zip(keep_i, keep_m, strict=True)]
     for s, k, ip, mp in zip(stems, keep, img_paths, mask_paths, strict=True):
