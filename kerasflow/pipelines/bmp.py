@@ -4,8 +4,8 @@ TensorFlow's BMP decoder reads an 8-bit BMP as gray levels (it ignores the
 palette, so the colours come out wrong) and rejects 1-, 2- and 4-bit BMPs.
 :func:`decode_indexed_bmp` decodes uncompressed 1/2/4/8-bit BMPs with the
 palette, in plain TF ops, so it runs inside ``tf.data`` maps and in the
-serving signature; :func:`kerasflow.pipelines.transforms.decode_image` calls
-it when :func:`is_indexed_bmp` holds.
+serving signature; :func:`kerasflow.pipelines.transforms.decode_image` goes
+through :func:`decode_palette_aware`, which sends palette BMPs to it.
 
 :func:`header_problem` says, from a file's first bytes, which BMPs neither
 decoder handles (RLE-compressed, OS/2 headers, 16-bit, unusual bit fields), so
@@ -130,8 +130,10 @@ def decode_indexed_bmp(data: tf.Tensor) -> tf.Tensor:
             (length >= offset + row_bytes * rows, "Truncated BMP: the pixel rows are cut short"),
         ]
     )
-    # 0 when every check passes; adding it makes the reads below wait for the checks.
-    offset += _fail_if(failed)
+    # 0 when every check passes; adding it makes everything below wait for the checks
+    # (a corrupt header must fail here, not allocate a range of 2**31 rows).
+    zero = _fail_if(failed)
+    offset, dib, width, rows = offset + zero, dib + zero, width + zero, rows + zero
     palette = tf.io.decode_raw(tf.strings.substr(data, 14 + dib, 4 * colours), tf.uint8)
     pixels = tf.io.decode_raw(tf.strings.substr(data, offset, row_bytes * rows), tf.uint8)
     # BGRA entries -> RGB; indices past the palette read black, as in Pillow.
@@ -185,7 +187,8 @@ def header_problem(head: bytes) -> str | None:
         return f"{bpp}-bit BMP is not supported (1, 4, 8, 24 or 32 bits are). {CONVERT_HINT}"
     compression = int.from_bytes(head[30:34], "little") if len(head) >= 34 else 0
     if compression in (1, 2):
-        return f"RLE-compressed BMP ({'RLE8' if compression == 1 else 'RLE4'}) is not supported. {CONVERT_HINT}"
+        kind = "RLE8" if compression == 1 else "RLE4"
+        return f"RLE-compressed BMP ({kind}) is not supported. {CONVERT_HINT}"
     masks = tuple(int.from_bytes(head[i : i + 4], "little") for i in (54, 58, 62))
     if compression == 3 and (bpp != 32 or masks != _BGRA_MASKS):
         return f"BMP with bit fields {[hex(m) for m in masks]} is not supported. {CONVERT_HINT}"
