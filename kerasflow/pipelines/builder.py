@@ -303,6 +303,7 @@ class PreparedData:
         src, cfg = self.source, self.data_config
         seg = src.task == "segmentation"
         channels = cfg.channels
+        fmts = src.formats  # from the file scan: picks the decoder up front
         n = len(idx)
         if src.kind == "arrays":
             images = src.images[idx]
@@ -338,11 +339,12 @@ class PreparedData:
                 steps.append(
                     Step(
                         "decode",
-                        f"decode_image to {channels} channel(s)" + (", mask PNG" if seg else ""),
+                        f"decode {'/'.join(sorted(fmts)) if fmts else 'image'} to {channels} "
+                        "channel(s)" + (", mask PNG" if seg else ""),
                         element_fn=_pair(
-                            (lambda x, t: (T.decode_image(x, channels), T.decode_mask(t)))
+                            (lambda x, t: (T.decode_image(x, channels, fmts), T.decode_mask(t)))
                             if seg
-                            else (lambda x, t: (T.decode_image(x, channels), t))
+                            else (lambda x, t: (T.decode_image(x, channels, fmts), t))
                         ),
                     )
                 )
@@ -432,10 +434,13 @@ class PreparedData:
                 image, target, s = e
                 s = T.split_seed(s, 2)[1]
                 if files and not seg:
-                    image = T.decode_random_crop(image, cfg.channels, s, size, scale, ratio)
+                    image = T.decode_random_crop(
+                        image, cfg.channels, s, size, scale, ratio, self.source.formats
+                    )
                     return image, target, e[2]
                 if files:
-                    image, target = T.decode_image(image, cfg.channels), T.decode_mask(target)
+                    image = T.decode_image(image, cfg.channels, self.source.formats)
+                    target = T.decode_mask(target)
                 image = T.to_channels(image, cfg.channels)
                 image, mask = T.random_resized_crop(
                     image, target if seg else None, s, size, scale, ratio

@@ -696,7 +696,7 @@ def _screen_images(src: DetectionSource, data_config) -> None:
     from kerasflow.pipelines import scan as scan_lib
     from kerasflow.pipelines.sources import screen_files
 
-    keep, skipped = screen_files([Path(p) for p in src.paths], data_config)
+    keep, skipped, _ = screen_files([Path(p) for p in src.paths], data_config)
     src.skipped.extend(skipped)
     for i in np.flatnonzero(keep):
         actual, said = scan_lib.image_size(src.paths[i]), src.sizes[i]

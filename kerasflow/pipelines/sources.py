@@ -63,6 +63,8 @@ class SourceData:
         decoder: maps one raw record to ``(image uint8 HWC, target)`` (``stream``).
         skipped: files left out under ``on_bad_image: skip``, with the reason.
         ignored: counts of files left out because of their extension.
+        formats: image formats of the files (``files``), from the scan; None
+            when unknown (any format is then decoded).
     """
 
     name: str
@@ -81,6 +83,7 @@ class SourceData:
     decoder: Callable | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
+    formats: frozenset[str] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -217,15 +220,21 @@ def _list_images(folder: Path, ignored: Counter, extensions=IMAGE_EXTENSIONS) ->
     return out
 
 
-def screen_files(paths: list[Path], data_config) -> tuple[list[bool], list[tuple[str, str]]]:
+def screen_files(
+    paths: list[Path], data_config
+) -> tuple[list[bool], list[tuple[str, str]], frozenset[str]]:
     """Cheap header scan of every file; applies ``on_bad_image`` and ``min_image_side``.
 
-    Returns a keep flag per file and the ``(path, reason)`` of each skipped one.
+    Returns a keep flag per file, the ``(path, reason)`` of each skipped one and
+    the set of image formats (``JPEG``, ``PNG``...) of the kept files, which lets
+    the pipeline pick a decoder without per-image format checks.
     """
     min_side = data_config.min_image_side
-    keep, skipped = [], []
+    keep, skipped, formats = [], [], set()
     for p in paths:
         info = scan_lib.quick_scan(p)
+        if info.problem is None:
+            formats.add(info.format)
         if info.problem is None and min(info.width, info.height) < min_side:
             raise DataError(
                 f"Image {p} is {info.width}x{info.height}, smaller than data.min_image_side="
@@ -241,7 +250,7 @@ def screen_files(paths: list[Path], data_config) -> tuple[list[bool], list[tuple
             log.warning("skipping %s: %s", p, info.problem)
             skipped.append((str(p), info.problem))
         keep.append(info.problem is None)
-    return keep, skipped
+    return keep, skipped, frozenset(formats)
 
 
 def _log_ignored(ignored: Counter, where) -> dict[str, int]:
@@ -315,7 +324,7 @@ def load_folder_source(folder: str, data_config) -> SourceData:
             paths.extend(files)
             labels.extend([label] * len(files))
             parts.extend([part] * len(files))
-    keep, skipped = screen_files(paths, data_config)
+    keep, skipped, formats = screen_files(paths, data_config)
     paths = [p for p, k in zip(paths, keep, strict=True) if k]
     labels = np.array([lab for lab, k in zip(labels, keep, strict=True) if k], np.int64)
     parts = [p for p, k in zip(parts, keep, strict=True) if k]
@@ -323,6 +332,7 @@ def load_folder_source(folder: str, data_config) -> SourceData:
         name=folder, kind="files", keys=[_relative(p, root) for p in paths], labels=labels,
         class_names=names, paths=[str(p) for p in paths], skipped=skipped,
         ignored=_log_ignored(ignored, root), parts=parts if bases[0][1] else None,
+        formats=formats,
     )  # fmt: skip
 
 
@@ -389,13 +399,14 @@ def load_manifest_source(manifest: str, data_config) -> SourceData:
             )
         files.append(p)
         labels.append(names.index(label))
-    keep, skipped = screen_files(files, data_config)
+    keep, skipped, formats = screen_files(files, data_config)
     files = [p for p, k in zip(files, keep, strict=True) if k]
     labels = np.array([lab for lab, k in zip(labels, keep, strict=True) if k], np.int64)
     keys = [_relative(p, root) if root in p.parents else str(p) for p in files]
     return SourceData(
         name=manifest, kind="files", keys=keys, labels=labels, class_names=names,
         paths=[str(p) for p in files], skipped=skipped, ignored=_log_ignored(ignored, path),
+        formats=formats,
     )  # fmt: skip
 
 
@@ -442,8 +453,8 @@ def load_segmentation_source(folder: str, data_config) -> SourceData:
     stems = sorted(image_by_stem)
     img_paths = [image_by_stem[s] for s in stems]
     mask_paths = [mask_by_stem[s] for s in stems]
-    keep_i, skipped = screen_files(img_paths, data_config)
-    keep_m, skipped_m = screen_files(mask_paths, data_config)
+    keep_i, skipped, formats = screen_files(img_paths, data_config)
+    keep_m, skipped_m, _ = screen_files(mask_paths, data_config)
     skipped += skipped_m
     keep = [a and b for a, b in zip(keep_i, keep_m, strict=True)]
     for s, k, ip, mp in zip(stems, keep, img_paths, mask_paths, strict=True):
@@ -470,7 +481,7 @@ def load_segmentation_source(folder: str, data_config) -> SourceData:
         name=folder, kind="files", task="segmentation", keys=stems,
         labels=np.zeros(len(stems), np.int64), class_names=names,
         paths=[str(p) for p in img_paths], mask_paths=[str(p) for p in mask_paths],
-        skipped=skipped, ignored=_log_ignored(ignored, root),
+        skipped=skipped, ignored=_log_ignored(ignored, root), formats=formats,
     )  # fmt: skip
 
 

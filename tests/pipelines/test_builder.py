@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from kerasflow.errors import DataError
 from kerasflow.pipelines import build, from_arrays, prepare
@@ -171,3 +172,29 @@ def test_random_resized_crop_pipeline_files(class_folder, seg_folder, cache):
     x, m = next(iter(prepare(seg).dataset("train")))
     assert x.shape == (6, 5, 5, 3) and m.shape == (6, 5, 5)
     assert set(np.unique(m.numpy())) <= {0, 1, 2} and 1 in m.numpy()
+
+
+def test_decoder_chosen_from_the_scanned_formats(tmp_path):
+    # JPEG-only folders skip the per-image format checks; a folder with a palette
+    # BMP among PNGs keeps the BMP-aware decoder (and decodes its palette right).
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    root = tmp_path / "mixed"
+    for cls, fmt in (("a", "JPEG"), ("b", "JPEG")):
+        (root / cls).mkdir(parents=True)
+        Image.fromarray(img).save(root / cls / "x.jpg", format=fmt)
+    cfg = data_config(source=str(root), image_size=[6, 7], channels=3,
+                      split={"train": 1.0, "validation": 0.0, "test": 0.0})  # fmt: skip
+    jpeg_only = prepare(cfg)
+    assert jpeg_only.source.formats == {"JPEG"}
+    assert "decode JPEG to 3 channel(s)" in jpeg_only.plan_text(["train"])
+    Image.fromarray(img).convert("P").save(root / "a" / "p.bmp")
+    Image.fromarray(img).save(root / "b" / "y.png")
+    mixed = prepare(cfg)
+    assert mixed.source.formats == {"BMP", "JPEG", "PNG"}
+    assert "decode BMP/JPEG/PNG to 3 channel(s)" in mixed.plan_text(["train"])
+    got = dict(zip([mixed.source.paths[i] for i in mixed.indices["train"]],
+                   mixed.dataset("train", training=False, batch=False), strict=True))  # fmt: skip
+    want_bmp = np.asarray(Image.open(root / "a" / "p.bmp").convert("RGB"))
+    np.testing.assert_allclose(got[str(root / "a" / "p.bmp")][0].numpy() * 255, want_bmp, atol=1e-3)
+    np.testing.assert_allclose(got[str(root / "b" / "y.png")][0].numpy() * 255, img, atol=1e-3)
