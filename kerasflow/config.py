@@ -282,6 +282,12 @@ class DataConfig(Section):
     shuffle_buffer: int = Field(default=2048, ge=0)
     deterministic: bool = True
     on_bad_image: Literal["error", "skip"] = "error"
+    scan_records: bool = Field(
+        default=True,
+        description="decode every TFRecord/TFDS record once before training, so a bad one is "
+        "named (error) or listed (skip); false saves that pass on very large sets: a bad record "
+        "then stops training with TensorFlow's own error, or is dropped unnamed under skip",
+    )
     min_image_side: int = Field(default=1, ge=1, description="smaller images are an error")
     class_names: list[str] | None = None
     tfds: TfdsConfig = Field(default_factory=TfdsConfig)

@@ -646,7 +646,9 @@ def prepare(data_config, seed: int = 0, source: SourceData | None = None) -> Pre
     indices = splits_lib.assign(source, data_config.split, seed=seed)
     log.info("data %s: %s", data_config.source, {k: int(len(v)) for k, v in indices.items()})
     if source.skipped:
-        log.warning("data %s: skipped %d bad files", data_config.source, len(source.skipped))
+        log.warning(
+            "data %s: skipped %d bad files or records", data_config.source, len(source.skipped)
+        )
     return PreparedData(data_config=data_config, source=source, indices=indices, seed=seed)
 
 

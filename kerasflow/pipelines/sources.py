@@ -588,11 +588,13 @@ def load_tfrecord_source(pattern: str, data_config) -> SourceData:
         )
         return {k: list(v.values.numpy()) for k, v in parsed.items()}
 
-    found = record_scan.scan_records(
-        tf.data.TFRecordDataset(files), len(keys), _checked(decoder, segmentation), encoded,
-        features_of,
-    )  # fmt: skip
-    keep, skipped = _screen_records(found, names_in_files, "", data_config)
+    keep, skipped = np.ones(len(keys), bool), []
+    if data_config.scan_records:
+        found = record_scan.scan_records(
+            tf.data.TFRecordDataset(files), len(keys), _checked(decoder, segmentation), encoded,
+            features_of,
+        )  # fmt: skip
+        keep, skipped = _screen_records(found, names_in_files, "", data_config)
 
     def reader(part):
         del part  # TFRecord sources have no splits of their own
@@ -804,7 +806,7 @@ def load_tfds_source(source: str, data_config) -> SourceData:
         if key in spec and spec[key].dtype == tf.string
     }
     keep, skipped, keep_by_part = np.ones(len(keys), bool), [], {}
-    for part in used if encoded else []:
+    for part in used if encoded and data_config.scan_records else []:
         rows = [i for i, p in enumerate(parts) if p == part]
         found = record_scan.scan_records(
             open_part(part, skip_images=True), len(rows), _checked(decoder, segmentation),

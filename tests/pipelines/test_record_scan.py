@@ -182,3 +182,14 @@ def test_cli_data_check_lists_the_bad_record(records):
     assert result.exit_code == 1, result.output
     assert f"{files['a']}#2: feature 'image/encoded': truncated JPEG" in result.output
     assert "6 usable examples" in result.output
+
+
+def test_scan_records_off_skips_the_pass(records):
+    # Without the pass, prepare does not see the bad record; under skip, tf.data
+    # drops it while reading, and the good records still arrive.
+    root, _, pixels = records
+    data = prepare(_config(root, scan_records=False))
+    assert data.size("train") == 7 and not data.skipped
+    skipping = prepare(_config(root, scan_records=False, on_bad_image="skip"))
+    got = [x for x, _ in skipping.dataset("train", training=False, batch=False)]
+    assert len(got) == len(pixels) == 6
