@@ -526,9 +526,7 @@ def train_detection(cfg, prepared, tracker, state, work: Path):
         cfg, tracker, state, work, has_val, extra=fit.epoch_metric_callbacks(cfg, prepared, has_val)
     )
 
-    train_ds = prepared.dataset("train", targets_fn=targets_fn)
-    if cfg.train.steps_per_epoch:
-        train_ds = train_ds.repeat()
+    train_ds, steps = fit.fit_input(cfg, prepared, prepared.dataset("train", targets_fn=targets_fn))
     val_ds = (
         prepared.dataset("validation", training=False, targets_fn=targets_fn) if has_val else None
     )
@@ -536,7 +534,7 @@ def train_detection(cfg, prepared, tracker, state, work: Path):
         train_ds,
         validation_data=val_ds,
         epochs=cfg.train.epochs,
-        steps_per_epoch=cfg.train.steps_per_epoch,
+        steps_per_epoch=steps,
         callbacks=callbacks,
         verbose=fit._verbosity(cfg.train.verbose),
     )

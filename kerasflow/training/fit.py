@@ -302,6 +302,23 @@ def early_stopping(cfg: RunConfig, monitor) -> list[keras.callbacks.Callback]:
     ]
 
 
+def fit_input(cfg: RunConfig, prepared, train_ds) -> tuple:
+    """``(training dataset, steps per epoch)`` as :func:`train` hands them to ``model.fit``.
+
+    Repeated, with one pass of steps per epoch: one iterator lives across the
+    epochs, so the next epoch's shuffle buffer and first batches are prepared
+    while this epoch ends and validates, instead of stalling the first step of
+    every epoch. Detection repeats only with ``train.steps_per_epoch``. The
+    tuner's trials feed ``fit`` the same way, so that a trial of a config
+    reproduces ``kerasflow train`` of it (the order of examples and augmentation
+    draws depends on how the dataset is iterated).
+    """
+    if cfg.experiment.task == "detection":
+        steps = cfg.train.steps_per_epoch
+        return (train_ds.repeat() if steps else train_ds), steps
+    return train_ds.repeat(), steps_per_epoch(cfg, prepared)
+
+
 def build_callbacks(
     cfg: RunConfig,
     tracker: RunTracker,
@@ -443,14 +460,12 @@ def _train(
         if not dist.is_chief:  # workers only train; the chief evaluates, logs and registers
             return TrainResult(model, {}, {}, {}, None, None, None, work, cfg, initial_epoch)
     else:
-        # Repeated, with steps_per_epoch: one iterator lives across the epochs, so the
-        # next epoch's shuffle buffer and first batches are prepared while this epoch
-        # ends and validates, instead of stalling the first step of every epoch.
+        fit_ds, fit_steps = fit_input(cfg, prepared, train_ds)
         fit_history = model.fit(
-            train_ds.repeat(),
+            fit_ds,
             validation_data=val_ds,
             epochs=cfg.train.epochs,
-            steps_per_epoch=steps,
+            steps_per_epoch=fit_steps,
             callbacks=callbacks,
             verbose=_verbosity(cfg.train.verbose),
         )

@@ -444,9 +444,10 @@ class KerasflowTuner(keras_tuner.Tuner):
             model = build_compiled_model(cfg, prepared)
             if previous:
                 _load_weights(model, s.trial_weights(str(previous)))
-            # Made after the model, as train() does, so that a trial of a config reproduces
-            # `kerasflow train` of it (the datasets' random ops take seeds from the global one).
-            train_ds = prepared.dataset("train")
+            # Made after the model and fed to fit as train() does, so that a trial of a config
+            # reproduces `kerasflow train` of it (the datasets' random ops take seeds from the
+            # global one, and the order of examples depends on how the dataset is iterated).
+            train_ds, steps = fit.fit_input(cfg, prepared, prepared.dataset("train"))
             val_ds = prepared.dataset("validation") if has_val else None
             path = trial_dir / f"execution_{execution}.weights.h5"
             path.unlink(missing_ok=True)
@@ -477,7 +478,7 @@ class KerasflowTuner(keras_tuner.Tuner):
                 validation_data=val_ds,
                 epochs=cfg.train.epochs,
                 initial_epoch=initial_epoch,
-                steps_per_epoch=cfg.train.steps_per_epoch,
+                steps_per_epoch=steps,
                 callbacks=callbacks,
                 verbose=_verbosity(cfg.train.verbose),
             )

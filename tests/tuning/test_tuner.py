@@ -256,3 +256,32 @@ def test_overwrite_discards_the_saved_search(tune_root, tune_uri):
     assert (
         MlflowClient(tune_uri).get_run(second.parent_run_id).data.params["tune.tuner"] == "bayesian"
     )
+
+
+def test_a_trial_reproduces_kerasflow_train_of_its_config(tune_root, tune_uri):
+    # A trial builds, seeds and feeds fit as train() does: same config and seed, same epochs.
+    import kerasflow
+
+    data = tiny_config(
+        tune_root,
+        tune_uri,
+        "same",
+        tune={
+            "tuner": "grid",
+            "max_trials": 1,
+            "objective": "val_loss",
+            "space": {"model.params.width": {"choice": [4]}},
+        },
+        train={"steps_per_epoch": None, "epochs": 2},
+    )
+    cfg = build_config(data)
+    result = tune(cfg)
+    client = MlflowClient(tune_uri)
+    (trial_run,) = _children(client, result.parent_run_id)
+    trial = client.get_metric_history(trial_run.info.run_id, "val_loss")
+    del data["tune"]
+    data["tracking"]["log_model"] = False
+    trained = kerasflow.train(build_config(data))
+    assert [m.value for m in sorted(trial, key=lambda m: m.step)] == pytest.approx(
+        [trained.history["val_loss"][e] for e in (1, 2)], rel=1e-5
+    )
