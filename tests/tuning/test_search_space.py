@@ -161,3 +161,27 @@ def test_declare_builds_conditional_keras_tuner_space():
     assert hp.is_active(width) and not hp.is_active(alpha)
     lr = next(p for p in hp.space if p.name == "compile.optimizer.learning_rate")
     assert (lr.min_value, lr.max_value, lr.sampling) == (1e-4, 1e-2, "log")
+
+
+def test_packaged_digits_search_starts_from_the_default_config():
+    # digits_tune.yaml is digits.yaml plus a tune: section whose first trial is that config,
+    # so its search can only register something it compared with the default.
+    from kerasflow.config import default_config_path, load_config
+
+    default = load_config(default_config_path())
+    search = load_config(default_config_path().with_name("digits_tune.yaml"))
+    assert search.fingerprint() == default.fingerprint()
+    assert search.tracking == default.tracking
+    specs = parse_space(search.tune.space)
+    validate_space(search.to_dict(), specs)
+    data = default.to_dict()
+    for path, value in first_values(specs).items():
+        node = data
+        for key in path.split("."):
+            node = node[key]
+        assert value == node, path
+    assert search.tune.tuner == "grid" and search.tune.objective.name == "val_loss"
+    combos = 1
+    for spec in specs:
+        combos *= len(spec.choices)
+    assert search.tune.max_trials >= combos  # the whole grid runs
