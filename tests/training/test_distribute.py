@@ -281,7 +281,11 @@ def test_mirrored_two_cpu_devices_matches_single_device(tmp_path):
     )
     assert (mirrored_replicas, single_replicas) == (2, 1)
     assert single_acc >= 0.9
-    assert abs(mirrored_acc - single_acc) <= 0.01, out
+    # Not equal: each replica's BatchNormalization sees half the batch (Keras' default
+    # synchronized=False), so the two runs train differently. 0.02 is 7 of 359 test
+    # images, about this 10-epoch run's seed-to-seed spread (measured: 0.961 vs 0.964
+    # with a fresh iterator per epoch, 0.950 vs 0.961 with the repeated training set).
+    assert abs(mirrored_acc - single_acc) <= 0.02, out
 
 
 @pytest.mark.slow
