@@ -75,6 +75,7 @@ class DetectionSource:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ignored: Counter = field(default_factory=Counter)
+    formats: frozenset[str] | None = None  # from the file scan; None: unknown
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -439,7 +440,7 @@ class DetectionData:
         ds = tf.data.Dataset.from_tensor_slices((paths, boxes, classes))
 
         def read(path, b, c):
-            image = T.decode_image(tf.io.read_file(path), channels)
+            image = T.decode_image(tf.io.read_file(path), channels, src.formats)
             return image, tf.reshape(tf.cast(b, tf.float32), [-1, 4]), tf.cast(c, tf.int32)
 
         return ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=True)
@@ -696,7 +697,7 @@ def _screen_images(src: DetectionSource, data_config) -> None:
     from kerasflow.pipelines import scan as scan_lib
     from kerasflow.pipelines.sources import screen_files
 
-    keep, skipped, _ = screen_files([Path(p) for p in src.paths], data_config)
+    keep, skipped, src.formats = screen_files([Path(p) for p in src.paths], data_config)
     src.skipped.extend(skipped)
     for i in np.flatnonzero(keep):
         actual, said = scan_lib.image_size(src.paths[i]), src.sizes[i]
