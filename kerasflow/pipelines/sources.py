@@ -65,6 +65,8 @@ class SourceData:
         ignored: counts of files left out because of their extension.
         formats: image formats of the files (``files``), from the scan; None
             when unknown (any format is then decoded).
+        sizes: ``(n, 2)`` height and width of each record's image, from the
+            record scan (``stream``); None when the records were not scanned.
     """
 
     name: str
@@ -84,6 +86,7 @@ class SourceData:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
     formats: frozenset[str] | None = None
+    sizes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -588,13 +591,14 @@ def load_tfrecord_source(pattern: str, data_config) -> SourceData:
         )
         return {k: list(v.values.numpy()) for k, v in parsed.items()}
 
-    keep, skipped = np.ones(len(keys), bool), []
+    keep, skipped, sizes = np.ones(len(keys), bool), [], None
     if data_config.scan_records:
         found = record_scan.scan_records(
             tf.data.TFRecordDataset(files), len(keys), _checked(decoder, segmentation), encoded,
             features_of,
         )  # fmt: skip
         keep, skipped = _screen_records(found, names_in_files, "", data_config)
+        sizes = found.sizes[keep]
 
     def reader(part):
         del part  # TFRecord sources have no splits of their own
@@ -605,6 +609,7 @@ def load_tfrecord_source(pattern: str, data_config) -> SourceData:
         name=pattern, kind="stream", task="segmentation" if segmentation else "classification",
         keys=keys, labels=labels[keep], class_names=names, parts=[""] * len(keys),
         positions=np.arange(len(keys)), reader=reader, decoder=decoder, skipped=skipped,
+        sizes=sizes,
     )  # fmt: skip
 
 
@@ -806,7 +811,9 @@ def load_tfds_source(source: str, data_config) -> SourceData:
         if key in spec and spec[key].dtype == tf.string
     }
     keep, skipped, keep_by_part = np.ones(len(keys), bool), [], {}
-    for part in used if encoded and data_config.scan_records else []:
+    scanned = bool(encoded) and data_config.scan_records
+    sizes = np.zeros((len(keys), 2), np.int64)
+    for part in used if scanned else []:
         rows = [i for i, p in enumerate(parts) if p == part]
         found = record_scan.scan_records(
             open_part(part, skip_images=True), len(rows), _checked(decoder, segmentation),
@@ -817,6 +824,7 @@ def load_tfds_source(source: str, data_config) -> SourceData:
             found, [keys[i] for i in rows], where, data_config
         )
         keep[rows] = keep_by_part[part]
+        sizes[rows] = found.sizes
         skipped.extend(bad)
 
     def reader(part):
@@ -834,6 +842,7 @@ def load_tfds_source(source: str, data_config) -> SourceData:
         name=source, kind="stream", task="segmentation" if segmentation else "classification",
         keys=[keys[i] for i in kept], labels=labels[kept], class_names=names, parts=parts,
         positions=np.array(positions, np.int64), reader=reader, decoder=decoder, skipped=skipped,
+        sizes=sizes[kept] if scanned else None,
     )  # fmt: skip
 
 

@@ -95,6 +95,9 @@ def test_check_reports_the_bad_record(records):
     assert not report.ok and report.num_examples == 6
     assert [p for p, _ in report.problems] == [f"{files['a']}#2"]
     assert f"{files['a']}#2: feature 'image/encoded': truncated JPEG" in report.to_text()
+    # The sizes come from the record scan (no second decode): the 6 good 8x6 images.
+    assert report.sizes == [(8, 6)] * 6 and report.modes == {"decoded": 6}
+    assert prepare(_config(root, on_bad_image="skip")).source.sizes.tolist() == [[6, 8]] * 6
 
 
 @pytest.mark.parametrize(
@@ -189,7 +192,7 @@ def test_scan_records_off_skips_the_pass(records):
     # drops it while reading, and the good records still arrive.
     root, _, pixels = records
     data = prepare(_config(root, scan_records=False))
-    assert data.size("train") == 7 and not data.skipped
+    assert data.size("train") == 7 and not data.skipped and data.source.sizes is None
     skipping = prepare(_config(root, scan_records=False, on_bad_image="skip"))
     got = [x for x, _ in skipping.dataset("train", training=False, batch=False)]
     assert len(got) == len(pixels) == 6
