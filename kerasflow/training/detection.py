@@ -526,18 +526,11 @@ def train_detection(cfg, prepared, tracker, state, work: Path):
         cfg, tracker, state, work, has_val, extra=fit.epoch_metric_callbacks(cfg, prepared, has_val)
     )
 
-    train_ds, steps = fit.fit_input(cfg, prepared, prepared.dataset("train", targets_fn=targets_fn))
+    train_ds = prepared.dataset("train", targets_fn=targets_fn)
     val_ds = (
         prepared.dataset("validation", training=False, targets_fn=targets_fn) if has_val else None
     )
-    fit_history = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=cfg.train.epochs,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        verbose=fit._verbosity(cfg.train.verbose),
-    )
+    fit_history = fit.fit_model(model, cfg, prepared, train_ds, val_ds, callbacks)
     fit.restore_best(model, best_path, ck_monitor)
     history = fit._history(tracker, fit_history, initial_epoch)
     plots.training_curves_png(history, out / "training_curves.png")

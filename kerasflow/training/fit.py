@@ -319,6 +319,24 @@ def fit_input(cfg: RunConfig, prepared, train_ds) -> tuple:
     return train_ds.repeat(), steps_per_epoch(cfg, prepared)
 
 
+def fit_model(model, cfg: RunConfig, prepared, train_ds, val_ds, callbacks, initial_epoch=0):
+    """``model.fit`` as every kerasflow training runs it (train, detection, tuner trials).
+
+    Feeds :func:`fit_input`'s dataset and steps, so a tuner trial of a config
+    trains exactly as ``kerasflow train`` of it. Returns the History.
+    """
+    fit_ds, steps = fit_input(cfg, prepared, train_ds)
+    return model.fit(
+        fit_ds,
+        validation_data=val_ds,
+        epochs=cfg.train.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps,
+        callbacks=callbacks,
+        verbose=_verbosity(cfg.train.verbose),
+    )
+
+
 def build_callbacks(
     cfg: RunConfig,
     tracker: RunTracker,
@@ -460,15 +478,7 @@ def _train(
         if not dist.is_chief:  # workers only train; the chief evaluates, logs and registers
             return TrainResult(model, {}, {}, {}, None, None, None, work, cfg, initial_epoch)
     else:
-        fit_ds, fit_steps = fit_input(cfg, prepared, train_ds)
-        fit_history = model.fit(
-            fit_ds,
-            validation_data=val_ds,
-            epochs=cfg.train.epochs,
-            steps_per_epoch=fit_steps,
-            callbacks=callbacks,
-            verbose=_verbosity(cfg.train.verbose),
-        )
+        fit_history = fit_model(model, cfg, prepared, train_ds, val_ds, callbacks)
     restore_best(model, best_path, ck_monitor)
     history = _history(tracker, fit_history, initial_epoch)
     plots.training_curves_png(history, out / "training_curves.png")

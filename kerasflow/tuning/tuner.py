@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -278,12 +277,6 @@ class _PrefixedMetrics(keras.callbacks.Callback):
         self.tracker.log_metrics(metrics, step=epoch + 1)
 
 
-def _verbosity(setting) -> int:
-    if setting == "auto":
-        return 1 if sys.stdout.isatty() else 2
-    return int(setting)
-
-
 def _load_weights(model: keras.Model, path: Path) -> None:
     import warnings
 
@@ -447,7 +440,7 @@ class KerasflowTuner(keras_tuner.Tuner):
             # Made after the model and fed to fit as train() does, so that a trial of a config
             # reproduces `kerasflow train` of it (the datasets' random ops take seeds from the
             # global one, and the order of examples depends on how the dataset is iterated).
-            train_ds, steps = fit.fit_input(cfg, prepared, prepared.dataset("train"))
+            train_ds = prepared.dataset("train")
             val_ds = prepared.dataset("validation") if has_val else None
             path = trial_dir / f"execution_{execution}.weights.h5"
             path.unlink(missing_ok=True)
@@ -473,14 +466,8 @@ class KerasflowTuner(keras_tuner.Tuner):
                 checkpoint,
                 *fit.early_stopping(cfg, fit.task_monitor(cfg, has_val)),
             ]
-            history = model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=cfg.train.epochs,
-                initial_epoch=initial_epoch,
-                steps_per_epoch=steps,
-                callbacks=callbacks,
-                verbose=_verbosity(cfg.train.verbose),
+            history = fit.fit_model(
+                model, cfg, prepared, train_ds, val_ds, callbacks, initial_epoch=initial_epoch
             )
             seen = [float(v) for v in history.history.get(s.objective, [])]
             finite = [v for v in seen if math.isfinite(v)]
