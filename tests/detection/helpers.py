@@ -51,3 +51,37 @@ def data_config(source, root=None, **extra):
     if root is not None:
         data["root"] = str(root)
     return build_config({"experiment": {"task": "detection"}, "data": data}).data
+
+
+def tiny_run(
+    tmp_path: Path, name: str, *, data=None, train=None, tracking=None, **sections
+) -> dict:
+    """The dict of a tiny synthetic-shapes CenterNet run under ``tmp_path`` (for build_config).
+
+    ``data``, ``train`` and ``tracking`` entries update those sections; other
+    keyword arguments are whole sections (``compile``, ``tune``, ``export``...).
+    """
+    return {
+        "experiment": {"name": name, "task": "detection", "work_dir": str(tmp_path / "runs")},
+        "data": {
+            "source": "synthetic:shapes_detection",
+            "root": str(tmp_path / "data"),
+            "image_size": [64, 64],
+            "channels": 3,
+            "resize": "pad",
+            "batch_size": 8,
+            **(data or {}),
+        },
+        "model": {
+            "name": "centernet",
+            "params": {
+                "backbone_params": {"width_multiplier": 0.25},
+                "neck_filters": 16,
+                "head_filters": 16,
+            },
+        },
+        "compile": {"loss": "centernet"},
+        "train": {"verbose": 0, "early_stopping": {"enabled": False}, **(train or {})},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", **(tracking or {})},
+        **sections,
+    }

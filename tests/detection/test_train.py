@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 
+from tests.detection.helpers import tiny_run
+
 
 @pytest.mark.slow
 def test_tiny_detection_run_trains_logs_and_exports(tmp_path):
@@ -16,40 +18,21 @@ def test_tiny_detection_run_trains_logs_and_exports(tmp_path):
     import kerasflow
     from kerasflow.config import build_config
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = build_config(
-        {
-            "experiment": {
-                "name": "det-e2e",
-                "task": "detection",
-                "work_dir": str(tmp_path / "runs"),
-            },
-            "data": {
-                "source": "synthetic:shapes_detection",
-                "root": str(tmp_path / "data"),
-                "image_size": [64, 64],
-                "channels": 3,
-                "resize": "pad",
-                "batch_size": 8,
+        tiny_run(
+            tmp_path,
+            "det-e2e",
+            data={
                 "split": {"train": 0.7, "validation": 0.15, "test": 0.15},
                 "augment": {"horizontal_flip": True},
                 "detection": {"synthetic_images": 48, "max_boxes": 8, "crop_scale": [0.8, 1.2]},
             },
-            "model": {
-                "name": "centernet",
-                "params": {
-                    "backbone": "resnet18",
-                    "backbone_params": {"width_multiplier": 0.25},
-                    "neck_filters": 16,
-                    "head_filters": 16,
-                },
-            },
-            "compile": {"optimizer": {"name": "adam", "learning_rate": 0.003}, "loss": "centernet"},
-            "train": {"epochs": 4, "verbose": 0, "early_stopping": {"enabled": False}},
-            "tracking": {"uri": uri},
-            "export": {"enabled": True},
-        }
+            train={"epochs": 4},
+            compile={"optimizer": {"name": "adam", "learning_rate": 0.003}, "loss": "centernet"},
+            export={"enabled": True},
+        )
     )
+    uri = cfg.tracking.uri
     result = kerasflow.train(cfg)
     losses = [v for _, v in sorted(result.history["loss"].items())]
     assert len(losses) == 4 and losses[-1] < losses[0]

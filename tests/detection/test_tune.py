@@ -5,49 +5,30 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.detection.helpers import tiny_run
+
 
 def _config(tmp_path, objective: str, epochs: int = 1):
     from kerasflow.config import build_config
 
     return build_config(
-        {
-            "experiment": {
-                "name": "det-tune",
-                "task": "detection",
-                "work_dir": str(tmp_path / "runs"),
-            },
-            "data": {
-                "source": "synthetic:shapes_detection",
-                "root": str(tmp_path / "data"),
-                "image_size": [64, 64],
-                "channels": 3,
-                "resize": "pad",
-                "batch_size": 8,
+        tiny_run(
+            tmp_path,
+            "det-tune",
+            data={
                 "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
                 "detection": {"synthetic_images": 24, "max_boxes": 8},
             },
-            "model": {
-                "name": "centernet",
-                "params": {
-                    "backbone_params": {"width_multiplier": 0.25},
-                    "neck_filters": 16,
-                    "head_filters": 16,
-                },
-            },
-            "compile": {"loss": "centernet"},
-            "train": {"epochs": epochs, "verbose": 0, "early_stopping": {"enabled": False}},
-            "tracking": {
-                "uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
-                "champion_metric": "test_map50",
-            },
-            "tune": {
+            train={"epochs": epochs},
+            tracking={"champion_metric": "test_map50"},
+            tune={
                 "tuner": "random",
                 "max_trials": 2,
                 "objective": objective,
                 "directory": str(tmp_path / "tuning"),
                 "space": {"compile.optimizer.learning_rate": {"choice": [0.001, 0.003]}},
             },
-        }
+        )
     )
 
 
