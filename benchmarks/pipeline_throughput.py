@@ -10,11 +10,15 @@ random horizontal flip, for:
   decode+resize+flip -> batch -> prefetch);
 * a Python generator decoding with Pillow through ``Dataset.from_generator``.
 
-Contenders alternate within each repeat, in a fresh random order (so load on
-a shared machine hits all of them alike); the medians are reported. The input
-stall is the step time of a small model's ``fit`` fed by the cached kerasflow
-pipeline (repeated, as ``kerasflow train`` feeds it) divided by the same
-``fit`` fed by the same batches as in-memory tensors.
+Every contender hands over unscaled pixels in its natural dtype (kerasflow and
+the Pillow generator uint8, the resizing tf.data pipelines float32 0..255) for a
+model whose first layer scales them, as kerasflow's models do. Contenders
+alternate within each repeat, in a fresh random order (so load on a shared
+machine hits all of them alike); the medians are reported. The input stall is
+the step time of a small model's ``fit`` (``Rescaling`` first, as in kerasflow
+models) fed by the cached kerasflow pipeline (repeated, as ``kerasflow train``
+feeds it) divided by the same ``fit`` fed by the same batches as in-memory
+tensors.
 
 Prints one JSON object. ``--quick`` runs in under 3 minutes.
 """
@@ -101,9 +105,7 @@ def idfd_dataset(root: Path):
     ds = keras.utils.image_dataset_from_directory(
         str(root), image_size=SIZE, batch_size=BATCH, shuffle=True, seed=0, verbose=False
     )
-    ds = ds.map(
-        lambda x, y: (flip(x, training=True) / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE
-    )
+    ds = ds.map(lambda x, y: (flip(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -116,7 +118,7 @@ def handwritten_dataset(root: Path):
     def load(path):
         label = tf.argmax(tf.cast(tf.equal(table, tf.strings.split(path, os.sep)[-2]), tf.int32))
         image = tf.io.decode_jpeg(tf.io.read_file(path), channels=3)
-        image = tf.image.resize(image, SIZE) / 255.0
+        image = tf.image.resize(image, SIZE)
         return tf.image.random_flip_left_right(image), label
 
     ds = tf.data.Dataset.list_files(str(root / "*" / "*.jpg"), shuffle=True, seed=0)
@@ -137,13 +139,12 @@ def generator_dataset(root: Path):
             path = files[i]
             with Image.open(path) as im:
                 arr = np.asarray(im.convert("RGB").resize(SIZE[::-1], Image.BILINEAR))
-            arr = arr.astype(np.float32) / 255.0
             if rng.random() < 0.5:
                 arr = arr[:, ::-1]
             yield arr, names.index(path.parent.name)
 
     sig = (
-        tf.TensorSpec((*SIZE, 3), tf.float32),
+        tf.TensorSpec((*SIZE, 3), tf.uint8),
         tf.TensorSpec((), tf.int64),
     )
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
@@ -179,7 +180,8 @@ def input_stall(root: Path, steps: int, chunks: int, chunk_epochs: int = 3) -> d
     def model():
         keras.utils.set_random_seed(0)
         inputs = keras.Input((*SIZE, 3))
-        h = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inputs)
+        h = keras.layers.Rescaling(1 / 255)(inputs)  # as kerasflow models scale their pixels
+        h = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(h)
         h = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(h)
         h = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(h)
         h = keras.layers.GlobalAveragePooling2D()(h)

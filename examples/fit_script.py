@@ -27,7 +27,10 @@ def main(argv=None) -> dict:
     train_ds = pipelines.build(cfg.data, "train", seed=cfg.experiment.seed)
     val_ds = pipelines.build(cfg.data, "validation", seed=cfg.experiment.seed)
 
-    model = models.build("simple_cnn", (16, 16, 1), 10, width=16, bn_momentum=0.9)
+    # The pipeline yields uint8 pixels; input_scaling puts data.normalize into the model.
+    model = models.build(
+        "simple_cnn", (16, 16, 1), 10, input_scaling=cfg.data, width=16, bn_momentum=0.9
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=2e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(),

@@ -14,6 +14,7 @@ from kerasflow.models.layers import (
     check_positive,
     classifier_head,
     conv_bn_act,
+    model_input,
     regularizer,
     scaled,
 )
@@ -48,8 +49,8 @@ def alexnet(
     input_shape = check_input_shape(input_shape, min_size=63)
     reg = regularizer(weight_decay)
     conv_kw = {"reg": reg, "use_bias": not batch_norm, "bn": batch_norm, "bn_momentum": bn_momentum}
-    inputs = keras.Input(shape=input_shape, name=f"{name}_input")
-    x = layers.ZeroPadding2D(2, name=f"{name}_conv1_pad")(inputs)
+    inputs, x = model_input(input_shape, name)
+    x = layers.ZeroPadding2D(2, name=f"{name}_conv1_pad")(x)
     x = conv_bn_act(
         x, scaled(64, width_multiplier), 11, f"{name}_conv1", strides=4, padding="valid", **conv_kw
     )

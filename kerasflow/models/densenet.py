@@ -15,6 +15,7 @@ from kerasflow.models.layers import (
     check_output_stride,
     check_positive,
     classifier_head,
+    model_input,
     regularizer,
     scaled,
 )
@@ -75,7 +76,7 @@ def densenet(
     input_shape = check_input_shape(input_shape)
     opts = {"reg": regularizer(weight_decay), "bn": {"momentum": bn_momentum, "epsilon": 1.001e-5}}
     growth = scaled(growth_rate, width_multiplier)
-    inputs = keras.Input(shape=input_shape, name=f"{name}_input")
+    inputs, x = model_input(input_shape, name)
     x = layers.Conv2D(
         scaled(64, width_multiplier),
         7,
@@ -84,7 +85,7 @@ def densenet(
         use_bias=False,
         kernel_regularizer=opts["reg"],
         name=f"{name}_stem_conv",
-    )(inputs)
+    )(x)
     x = batch_norm(x, f"{name}_stem_bn", **opts["bn"])
     x = layers.Activation("relu", name=f"{name}_stem_relu")(x)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_stem_pool")(x)

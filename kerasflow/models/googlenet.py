@@ -15,6 +15,7 @@ from kerasflow.models.layers import (
     check_positive,
     classifier_head,
     conv_bn_act,
+    model_input,
     regularizer,
     scaled,
 )
@@ -76,8 +77,8 @@ def googlenet(
     input_shape = check_input_shape(input_shape)
     reg = regularizer(weight_decay)
     conv_kw = {"reg": reg, "use_bias": not batch_norm, "bn": batch_norm, "bn_momentum": bn_momentum}
-    inputs = keras.Input(shape=input_shape, name=f"{name}_input")
-    x = conv_bn_act(inputs, scaled(64, width_multiplier), 7, f"{name}_conv1", strides=2, **conv_kw)
+    inputs, x = model_input(input_shape, name)
+    x = conv_bn_act(x, scaled(64, width_multiplier), 7, f"{name}_conv1", strides=2, **conv_kw)
     x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool1")(x)
     x = conv_bn_act(x, scaled(64, width_multiplier), 1, f"{name}_conv2_reduce", **conv_kw)
     x = conv_bn_act(x, scaled(192, width_multiplier), 3, f"{name}_conv2", **conv_kw)

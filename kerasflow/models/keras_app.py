@@ -15,7 +15,12 @@ from __future__ import annotations
 import keras
 
 from kerasflow.errors import ModelError
-from kerasflow.models.layers import check_input_shape, classifier_head, regularizer
+from kerasflow.models.layers import (
+    check_input_shape,
+    classifier_head,
+    model_input,
+    regularizer,
+)
 
 
 def _available() -> list[str]:
@@ -69,9 +74,15 @@ def keras_app(
             "ImageNet weights need 3 input channels; use weights=None or convert images "
             f"to RGB. Received: input_shape={input_shape}"
         )
+    inputs, x = model_input(input_shape, name)
     try:
         base = factory(
-            include_top=False, weights=weights, input_shape=input_shape, pooling=None, **app_kwargs
+            include_top=False,
+            weights=weights,
+            input_shape=input_shape,
+            input_tensor=x,
+            pooling=None,
+            **app_kwargs,
         )
     except TypeError as exc:
         raise ModelError(
@@ -96,4 +107,4 @@ def keras_app(
     outputs = classifier_head(
         base.output, num_classes, name, include_top, pooling, dropout, regularizer(weight_decay)
     )
-    return keras.Model(base.input, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)

@@ -8,10 +8,44 @@ is registered serializable so models load with ``safe_mode=True``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import keras
 from keras import layers, ops
 
 POOLINGS = ("avg", "max", "flatten", None)
+
+# (scale, offset) per channel of the model's first layer, set by
+# ``registry.build(..., input_scaling=...)`` for the families it builds
+# (and the encoders they build in turn).
+_INPUT_SCALING: contextvars.ContextVar = contextvars.ContextVar("input_scaling", default=None)
+
+
+@contextlib.contextmanager
+def input_scaling(scale_offset):
+    """Within the block, :func:`model_input` puts ``Rescaling(scale, offset)`` first."""
+    token = _INPUT_SCALING.set(scale_offset)
+    try:
+        yield
+    finally:
+        _INPUT_SCALING.reset(token)
+
+
+def model_input(input_shape, name: str):
+    """A model's input and the tensor its first block takes.
+
+    ``keras.Input(input_shape, name=f"{name}_input")``, followed by a
+    ``Rescaling`` layer ``f"{name}_scaling"`` when the model is built under
+    :func:`input_scaling` (kerasflow pipelines hand models uint8 pixels and
+    the model applies ``data.normalize``). Returns ``(inputs, x)``.
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name=f"{name}_input")
+    scaling = _INPUT_SCALING.get()
+    if scaling is None:
+        return inputs, inputs
+    scale, offset = scaling
+    return inputs, layers.Rescaling(list(scale), list(offset), name=f"{name}_scaling")(inputs)
 
 
 def regularizer(weight_decay: float):

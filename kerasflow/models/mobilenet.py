@@ -18,6 +18,7 @@ from kerasflow.models.layers import (
     classifier_head,
     conv_bn_act,
     depthwise_bn_act,
+    model_input,
     regularizer,
     squeeze_excite,
 )
@@ -94,10 +95,8 @@ def mobilenet_v1(
     check_positive(depth_multiplier=depth_multiplier)
     reg = regularizer(weight_decay)
     bn_kw = {"bn_momentum": bn_momentum, "bn_epsilon": 1e-3}
-    inputs = keras.Input(shape=input_shape, name=f"{name}_input")
-    x = conv_bn_act(
-        inputs, int(32 * alpha), 3, f"{name}_stem", strides=2, act="relu6", reg=reg, **bn_kw
-    )
+    inputs, x = model_input(input_shape, name)
+    x = conv_bn_act(x, int(32 * alpha), 3, f"{name}_stem", strides=2, act="relu6", reg=reg, **bn_kw)
     strides = StrideSchedule(output_stride, current=2)
     for i, (filters, stride) in enumerate(V1_BLOCKS, start=1):
         stride, dilation = strides.resolve(stride)
@@ -156,9 +155,9 @@ def mobilenet_v2(
     input_shape = _check(alpha, output_stride, input_shape)
     reg = regularizer(weight_decay)
     bn_kw = {"bn_momentum": bn_momentum, "bn_epsilon": 1e-3}
-    inputs = keras.Input(shape=input_shape, name=f"{name}_input")
+    inputs, x = model_input(input_shape, name)
     x = conv_bn_act(
-        inputs,
+        x,
         make_divisible(32 * alpha),
         3,
         f"{name}_stem",

@@ -15,6 +15,7 @@ from kerasflow.models.layers import (
     check_input_shape,
     check_positive,
     conv_bn_act,
+    model_input,
     probabilities,
     regularizer,
     scaled,
@@ -56,8 +57,7 @@ def nin(
     input_shape = check_input_shape(input_shape)
     reg = regularizer(weight_decay)
     conv_kw = {"reg": reg, "use_bias": not batch_norm, "bn": batch_norm, "bn_momentum": bn_momentum}
-    inputs = keras.Input(shape=input_shape, name=f"{name}_input")
-    x = inputs
+    inputs, x = model_input(input_shape, name)
     for s, (filters, kernel, stride) in enumerate(STAGES, start=1):
         last = s == len(STAGES)
         if last and dropout:

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 from dataclasses import dataclass, field
@@ -65,7 +66,13 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def build(
-    name: str, input_shape, num_classes: int, *, model_name: str | None = None, **params: Any
+    name: str,
+    input_shape,
+    num_classes: int,
+    *,
+    model_name: str | None = None,
+    input_scaling=None,
+    **params: Any,
 ):
     """Build an uncompiled functional ``keras.Model`` by registry name.
 
@@ -75,20 +82,39 @@ def build(
         num_classes: number of output classes.
         model_name: name of the model and prefix of its layer names; defaults
             to ``name`` (segmentation models use it to nest an encoder).
+        input_scaling: how the model scales its input pixels in its first layer
+            (``f"{name}_scaling"``, a ``keras.layers.Rescaling``): a data config
+            (its ``normalize``, ``mean``, ``std``; pass ``cfg.data`` to feed the
+            model from kerasflow pipelines, which yield uint8 pixels) or a
+            ``(scale, offset)`` pair of per-channel lists. ``None``: no scaling
+            layer; the model takes its input as given.
         **params: family-specific options (width, dropout, alpha, ...).
 
     Raises:
         ModelError: unknown name, or parameters the family rejects.
+
+    Example:
+        >>> model = build("simple_cnn", (8, 8, 1), 10, input_scaling=cfg.data)
     """
+    from kerasflow.models.layers import input_scaling as scaling_scope
+
     spec = get_spec(name)
     kwargs = {**spec.defaults, **params}
+    scope = contextlib.nullcontext()
+    if input_scaling is not None:
+        if hasattr(input_scaling, "normalize"):
+            from kerasflow.pipelines.transforms import input_scaling as affine
+
+            input_scaling = affine(input_scaling, channels=tuple(input_shape)[-1])
+        scope = scaling_scope(input_scaling)
     try:
-        return spec.factory()(
-            input_shape=tuple(input_shape),
-            num_classes=int(num_classes),
-            name=model_name or name,
-            **kwargs,
-        )
+        with scope:
+            return spec.factory()(
+                input_shape=tuple(input_shape),
+                num_classes=int(num_classes),
+                name=model_name or name,
+                **kwargs,
+            )
     except (TypeError, ValueError) as exc:
         raise ModelError(
             f"Bad parameters for model {name!r}: {exc} Received: params={params}"

@@ -24,6 +24,7 @@ from kerasflow.models.layers import (
     check_output_stride,
     check_positive,
     classifier_head,
+    model_input,
     regularizer,
     scaled,
     squeeze_excite,
@@ -174,8 +175,8 @@ def resnet(
         "stride_in_1x1": stride_in_1x1,
         "se_reduction": se_reduction,
     }
-    inputs = keras.Input(shape=input_shape, name=f"{name}_input")
-    x = _conv(inputs, scaled(64, width_multiplier), 7, f"{name}_stem_conv", 2, reg=opts["reg"])
+    inputs, x = model_input(input_shape, name)
+    x = _conv(x, scaled(64, width_multiplier), 7, f"{name}_stem_conv", 2, reg=opts["reg"])
     if version == 1:
         x = batch_norm(x, f"{name}_stem_bn", bn_momentum, bn_epsilon)
         x = layers.Activation("relu", name=f"{name}_stem_relu")(x)

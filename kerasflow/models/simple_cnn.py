@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from kerasflow.models.layers import model_input
+
 
 def simple_cnn(
     input_shape,
@@ -37,8 +39,7 @@ def simple_cnn(
     if depth < 1 or width < 1:
         raise ValueError(f"depth and width must be >= 1. Received: depth={depth}, width={width}")
     reg = keras.regularizers.L2(weight_decay) if weight_decay else None
-    inputs = keras.Input(shape=tuple(input_shape), name=f"{name}_input")
-    x = inputs
+    inputs, x = model_input(input_shape, name)
     size = min(input_shape[0], input_shape[1])
     for b in range(depth):
         filters = width * 2**b

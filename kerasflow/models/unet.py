@@ -18,6 +18,7 @@ from kerasflow.models.layers import (
     check_input_shape,
     check_positive,
     conv_bn_act,
+    model_input,
     probabilities,
     regularizer,
 )
@@ -99,8 +100,7 @@ def unet(
                 f"Height and width must be divisible by 2**depth={factor}. "
                 f"Received: input_shape={input_shape}, depth={depth}"
             )
-        inputs = keras.Input(shape=input_shape, name=f"{name}_input")
-        x = inputs
+        inputs, x = model_input(input_shape, name)
         skips = []
         for d in range(depth):
             x = _double_conv(x, width * 2**d, f"{name}_enc{d + 1}", conv_kw)

@@ -15,6 +15,7 @@ from kerasflow.models.layers import (
     check_positive,
     classifier_head,
     conv_bn_act,
+    model_input,
     regularizer,
     scaled,
 )
@@ -65,8 +66,7 @@ def vgg(
     check_positive(width_multiplier=width_multiplier, fc_units=fc_units)
     input_shape = check_input_shape(input_shape)
     reg = regularizer(weight_decay)
-    inputs = keras.Input(shape=input_shape, name=f"{name}_input")
-    x = inputs
+    inputs, x = model_input(input_shape, name)
     stride, dilation = 1, 1
     for s, (convs, filters) in enumerate(zip(CONFIGS[depth], FILTERS, strict=True)):
         for c in range(convs):

@@ -7,9 +7,11 @@ augmentation. The user declares *which* ops to use; this module decides
 *where* they go.
 
 Two choices keep the pipeline fast: consecutive per-element steps are fused
-into one parallel ``map`` (the plan marks them), and the cache holds uint8
-images, so it is 4x smaller than float32; the 0..1 scaling and ``normalize``
-run on whole batches after the cache.
+into one parallel ``map`` (the plan marks them), and images stay uint8 from
+the decoder to the model: the cache, the shuffle buffer and every batch are
+4x smaller than float32, and ``data.normalize`` is the model's first layer
+(:func:`kerasflow.pipelines.transforms.input_scaling`), so it runs with the
+model's step instead of competing with it for the CPU.
 """
 
 from __future__ import annotations
@@ -115,8 +117,9 @@ def format_plan(steps: list[Step]) -> str:
 class PreparedData:
     """A loaded source with its split assignment; builds datasets per split.
 
-    Elements are ``(image, target)``: images float32 ``(H, W, C)`` scaled by
-    ``data.normalize``; targets int64 class ids (classification), one-hot
+    Elements are ``(image, target)``: images uint8 ``(H, W, C)`` pixels (float32
+    0..255 only in MixUp/CutMix training batches), which the model scales by
+    ``data.normalize`` in its first layer; targets int64 class ids (classification), one-hot
     float32 ``(K,)`` in every split when MixUp/CutMix is on (see
     :attr:`one_hot_targets`), or ``(H, W)`` int32 class-id masks
     (segmentation).
@@ -276,19 +279,19 @@ class PreparedData:
                 first_map = next(i for i, st in enumerate(steps) if st.element_fn is not None)
                 steps[first_map:first_map] = seeding
             steps += aug_steps
-        # Per example, in the same map as the augmentation: scaling a 224x224 image
-        # while it is in the CPU cache costs ~20% less than scaling whole batches
-        # (measured on the cached training pipeline of benchmarks/pipeline_throughput.py).
+        # The pipeline hands over uint8 pixels; the model's first layer applies
+        # data.normalize. Scaling in the pipeline cost ~35% of the cached training
+        # pipeline's CPU and made every batch 4x bigger (benchmarks/pipeline_throughput.py).
         steps.append(
             Step(
                 "normalize",
-                f"0..1 then {cfg.normalize} (per example, float32)"
+                f"in the model: its first layer maps uint8 pixels by {cfg.normalize}"
                 + (
-                    f", one-hot targets ({self.num_classes} classes)"
+                    f"; one-hot targets ({self.num_classes} classes)"
                     if self.one_hot_targets
                     else ""
                 ),
-                element_fn=self._normalize_fn(self.one_hot_targets),
+                element_fn=self._one_hot_fn() if self.one_hot_targets else None,
             )
         )
         if not batch:
@@ -476,11 +479,13 @@ class PreparedData:
                 image = T.to_unit(image)
             for op, k in funcs:
                 image, mask = _apply_op(op, aug, image, mask, seeds[k + 3])
+            if needs_float:
+                image = T.from_unit(image)
             return image, (mask if seg else target)
 
         if funcs:
             target = "image and mask" if seg else "image"
-            kind = "0..1 float" if needs_float else "uint8"
+            kind = "in 0..1 float, rounded back to uint8" if needs_float else "uint8"
             steps.append(
                 Step("augment", f"{'; '.join(descr)} ({target}, {kind})", element_fn=augment)
             )
@@ -490,22 +495,15 @@ class PreparedData:
             )
         return steps
 
-    def _normalize_fn(self, one_hot: bool = False):
-        cfg = self.data_config
+    def _one_hot_fn(self):
         k = self.num_classes
-
-        def fn(e):
-            image = T.to_unit(e[0]) if e[0].dtype == tf.uint8 else e[0]
-            target = tf.one_hot(e[1], k, dtype=tf.float32) if one_hot else e[1]
-            return T.normalize_unit(image, cfg), target
-
-        return fn
+        return lambda e: (e[0], tf.one_hot(e[1], k, dtype=tf.float32))
 
     def _batch_op_steps(self, ops: list[str], seg: bool) -> list[Step]:
-        """MixUp/CutMix on normalised float batches with one-hot targets.
+        """MixUp/CutMix on float32 0..255 batches with one-hot targets.
 
-        Both are convex combinations, so mixing normalised images equals
-        normalising mixed 0..1 images.
+        Both are convex combinations, so mixing pixels and then scaling them in
+        the model equals mixing scaled images.
         """
         if not ops:
             return []
@@ -527,6 +525,7 @@ class PreparedData:
 
         def mixing(e):
             (images, targets), s = e
+            images = tf.cast(images, tf.float32)
             s = T.split_seed(s, 3)
             if mix and cut:
                 return tf.cond(
@@ -565,7 +564,7 @@ class PreparedData:
             split: ``train``, ``validation`` or ``test``.
             training: shuffle and augment; defaults to ``split == "train"``.
             batch: batch, apply batch-level ops and prefetch (False gives single
-                normalised examples, without MixUp/CutMix).
+                uint8 examples, without MixUp/CutMix).
         """
         steps = self.plan(split, training=training, batch=batch)
         return run_plan(steps, self.data_config.deterministic)

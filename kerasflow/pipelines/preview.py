@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasflow.pipelines.builder import PreparedData, prepare
-from kerasflow.pipelines.transforms import denormalize
+from kerasflow.pipelines.transforms import to_display
 
 # Distinct colours for mask classes 1.. (class 0, the background, stays clear).
 PALETTE = np.array(
@@ -37,10 +37,9 @@ def overlay_mask(image01: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> 
 
 def sample_grid(prepared: PreparedData, count: int = 16, split: str = "train") -> np.ndarray:
     """Augmented samples of ``split`` tiled into one uint8 RGB array."""
-    cfg = prepared.data_config
     tiles = []
     for images, targets in prepared.dataset(split, training=True).as_numpy_iterator():
-        images = denormalize(images, cfg).numpy()
+        images = to_display(images).numpy()
         for i in range(len(images)):
             if prepared.task == "segmentation":
                 tiles.append(overlay_mask(images[i], targets[i]))

@@ -2,15 +2,18 @@
 
 Deterministic (shared by training and serving):
     ``decode_image`` -> ``to_channels`` -> ``center_crop`` -> ``resize_image``
-    (-> uint8) -> ``to_unit`` (0..1 float) -> ``normalize_unit``.
-    ``preprocess`` chains them for one decoded image; the serving SavedModel
-    calls the same function.
+    (-> uint8). ``preprocess`` chains them for one decoded image; the serving
+    SavedModel calls the same function. Pipelines hand the model uint8 pixels:
+    ``data.normalize`` is the model's first layer (:func:`input_scaling` gives
+    its scale and offset), so batches are 4x smaller than float32 and the
+    scaling runs with the model (on the accelerator, when there is one).
 
 Random (training only, stateless: each takes a ``seed`` of shape ``[2]`` so a
 pipeline seeded once gives fresh but reproducible values every epoch):
     geometric ops take ``(image, mask)`` and move both, the mask with nearest
     neighbour resampling; photometric ops take only the image. Images are
-    float32 in 0..1 while they are augmented.
+    float32 in 0..1 while they are augmented (:func:`to_unit`), then rounded
+    back to uint8 (:func:`from_unit`).
 
 Batch level: ``mixup`` and ``cutmix`` on ``(images, one-hot labels)``.
 
@@ -202,6 +205,43 @@ def to_unit(image: tf.Tensor) -> tf.Tensor:
     return tf.cast(image, tf.float32) * (1.0 / 255.0)
 
 
+def from_unit(image: tf.Tensor) -> tf.Tensor:
+    """float 0..1 -> uint8 0..255, rounded to the nearest level (clipped)."""
+    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
+
+
+def input_scaling(data_config, channels: int | None = None):
+    """``(scale, offset)`` per channel with ``normalize_unit(to_unit(x)) == x * scale + offset``.
+
+    For 0..255 pixels ``x``: the affine map that the model's first layer
+    (``keras.layers.Rescaling``) applies for ``data.normalize``.
+
+    Example:
+        >>> input_scaling(cfg.data)  # normalize: unit, 3 channels
+        ([0.00392..., 0.00392..., 0.00392...], [0.0, 0.0, 0.0])
+    """
+    k = int(data_config.channels if channels is None else channels)
+    mode = data_config.normalize
+    if mode == "unit":
+        scale, offset = [1.0 / 255.0] * k, [0.0] * k
+    elif mode == "symmetric":
+        scale, offset = [2.0 / 255.0] * k, [-1.0] * k
+    elif mode == "none":
+        scale, offset = [1.0] * k, [0.0] * k
+    elif mode in ("imagenet", "mean_std"):
+        mean, std = _mean_std(data_config, k)
+        scale = [1.0 / (255.0 * s) for s in std]
+        offset = [-m / s for m, s in zip(mean, std, strict=True)]
+    else:
+        raise ValueError(f"Unknown normalize mode. Received: mode={mode!r}")
+    return scale, offset
+
+
+def to_display(images) -> tf.Tensor:
+    """Pipeline pixels (uint8 or float 0..255) -> float32 0..1, for figures."""
+    return tf.clip_by_value(tf.cast(images, tf.float32) * (1.0 / 255.0), 0.0, 1.0)
+
+
 def _mean_std(data_config, channels: int):
     if data_config.normalize == "imagenet":
         return (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else (GRAY_MEAN, GRAY_STD)
@@ -228,7 +268,7 @@ def normalize_unit(image: tf.Tensor, data_config) -> tf.Tensor:
 
 
 def denormalize(image: tf.Tensor, data_config) -> tf.Tensor:
-    """The inverse of :func:`normalize_unit`, back to 0..1 (for previews)."""
+    """The inverse of :func:`normalize_unit`, back to 0..1 (detection previews)."""
     mode = data_config.normalize
     image = tf.cast(image, tf.float32)
     if mode == "symmetric":
@@ -251,17 +291,17 @@ def normalize(image: tf.Tensor, mode: str) -> tf.Tensor:
 
 
 def preprocess(image: tf.Tensor, data_config) -> tf.Tensor:
-    """The deterministic preprocessing of one decoded uint8 image (HWC).
+    """The deterministic preprocessing of one decoded uint8 image (HWC); uint8 out.
 
-    Channel policy, centre crop, resize to ``data.image_size`` (rounded to
-    uint8, exactly as the training cache holds it), then normalisation. A
-    pure TF function of one image: the serving signature calls it inside a
-    ``tf.function``.
+    Channel policy, centre crop and resize to ``data.image_size`` (rounded to
+    uint8), exactly what the training pipeline hands the model; the model's
+    own first layer applies ``data.normalize``. A pure TF function of one
+    image: the serving signature calls it inside a ``tf.function``.
 
     Example:
         >>> x = preprocess(decode_image(tf.io.read_file("a.png"), 3), cfg.data)
     """
-    return normalize_unit(to_unit(deterministic(image, data_config)), data_config)
+    return deterministic(image, data_config)
 
 
 # --------------------------------------------------------------------------- random
@@ -551,7 +591,7 @@ def mixup(images, labels, seed, alpha: float):
     """MixUp: blend each example with a shuffled partner, ``lam ~ Beta(alpha, alpha)``.
 
     Args:
-        images: ``(B, H, W, C)`` float.
+        images: ``(B, H, W, C)`` float (any scale: the blend is convex).
         labels: ``(B, K)`` one-hot float.
     """
     s = split_seed(seed, 2)
@@ -562,7 +602,10 @@ def mixup(images, labels, seed, alpha: float):
 
 
 def cutmix(images, labels, seed, alpha: float):
-    """CutMix: paste a box from a shuffled partner; labels mix by the box's area."""
+    """CutMix: paste a box from a shuffled partner; labels mix by the box's area.
+
+    Images of any dtype (pixels are copied, not blended).
+    """
     s = split_seed(seed, 4)
     lam = _beta(s[0], alpha)
     perm = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(images)[0]), s[1])

@@ -13,7 +13,7 @@ Request bodies (MLflow's ``/invocations`` JSON):
   form) or ``{"inputs": {"b64": ["<base64>", ...]}}``: encoded image files.
 * ``{"inputs": {"images": [[[[0..255, ...]]]]}}``: a batch of uint8 pixel
   arrays ``(N, H, W[, C])`` of one size, C in 1..4.
-* ``{"inputs": {"tensor": [...]}}``: the model's own preprocessed float input.
+* ``{"inputs": {"tensor": [...]}}``: the model's own float input, pixels 0..255 already resized.
 
 The response is ``{"predictions": [{"class_id", "class_name", "probabilities"}, ...]}``
 (segmentation: ``{"class_map"}`` per image). A bad request raises an
@@ -40,7 +40,7 @@ IMAGES_FIELDS = ("images",)
 TENSOR_FIELDS = ("tensor",)
 FIELDS_HELP = (
     "Send exactly one of: 'b64' (base64-encoded JPEG/PNG/BMP/GIF files), "
-    "'images' (uint8 pixel arrays N x H x W [x C]) or 'tensor' (the model's float input), "
+    "'images' (uint8 pixel arrays N x H x W [x C]) or 'tensor' (the model's float input: resized 0..255 pixels), "
     'e.g. {"instances": [{"b64": "..."}]} or {"inputs": {"images": [...]}}.'
 )
 

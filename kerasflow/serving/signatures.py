@@ -6,7 +6,8 @@
   ``[None, None, None, None]`` uint8 batch of decoded images of any size and
   1 to 4 channels.
 * ``predict_tensor`` (:data:`TENSOR_SIGNATURE`): ``inputs``, the model's own
-  float32 input ``[None, H, W, C]``, already preprocessed.
+  float32 input ``[None, H, W, C]``: pixels 0..255, already decoded and resized
+  (the model applies ``data.normalize`` itself).
 
 Classification signatures return ``probabilities`` ``[N, K]``, ``class_id``
 ``[N]`` (int64) and ``class_name`` ``[N]`` (string); segmentation signatures
@@ -56,14 +57,15 @@ def serving_functions(
 
     Args:
         model: a Keras model whose input is ``data.image_size`` x ``data.channels``
-            float32 and whose output is softmax probabilities.
+            pixels (0..255, scaled by its own first layer) and whose output is
+            softmax probabilities.
         data_config: the run's :class:`kerasflow.config.DataConfig`.
         class_names: one name per output class.
         task: ``classification`` or ``segmentation``.
     """
     height, width = (int(v) for v in data_config.image_size)
     channels = int(data_config.channels)
-    element = tf.TensorSpec([height, width, channels], tf.float32)
+    element = tf.TensorSpec([height, width, channels], tf.uint8)
     names = tf.constant([str(c) for c in class_names], dtype=tf.string)
 
     def outputs(x):

@@ -110,8 +110,13 @@ def build_compiled_model(cfg, prepared, compile_config=None) -> keras.Model:
         from kerasflow.training.detection import build_compiled_detector
 
         return build_compiled_detector(cfg, prepared, compile_config)
+    # The pipelines hand over uint8 pixels; the model's first layer applies data.normalize.
     model = models.build(
-        cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
+        cfg.model.name,
+        prepared.input_shape,
+        prepared.num_classes,
+        input_scaling=cfg.data,
+        **cfg.model.params,
     )
     steps = steps_per_epoch(cfg, prepared)
     return compile_model(model, compile_config, steps, cfg.train.epochs, prepared.num_classes)

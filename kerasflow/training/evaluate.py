@@ -284,11 +284,11 @@ def predict(model, dataset) -> np.ndarray:
 
 
 def take_examples(prepared, split: str, indices) -> np.ndarray:
-    """The preprocessed images at ``indices`` (dataset order) of one split, in that order."""
+    """The preprocessed uint8 images at ``indices`` (dataset order) of one split, in that order."""
     wanted = {int(i): k for k, i in enumerate(indices)}
     images: list = [None] * len(wanted)
     if not wanted:
-        return np.zeros((0, *prepared.input_shape), np.float32)
+        return np.zeros((0, *prepared.input_shape), np.uint8)
     last = max(wanted)
     for i, (image, _) in enumerate(prepared.dataset(split, training=False, batch=False)):
         if i in wanted:
@@ -299,12 +299,10 @@ def take_examples(prepared, split: str, indices) -> np.ndarray:
 
 
 def display_images(images, data_config=None) -> np.ndarray:
-    """Images scaled back to 0..1 for figures (the data config's normalisation undone)."""
+    """Pipeline pixels (0..255) as 0..1 floats for figures; without a data config, min-max scaled."""
     images = np.asarray(images, dtype=np.float32)
     if data_config is not None:
-        from kerasflow.pipelines.transforms import denormalize
-
-        return np.asarray(denormalize(images, data_config))
+        return np.clip(images / 255.0, 0.0, 1.0)
     lo = images.min(axis=(1, 2, 3), keepdims=True)
     hi = images.max(axis=(1, 2, 3), keepdims=True)
     return (images - lo) / np.maximum(hi - lo, 1e-12)

@@ -350,7 +350,7 @@ def heatmaps(model: keras.Model, images, method: str = "gradcam", target=None, *
 
 # ----------------------------------------------------------------- files
 def load_images(paths, data_config) -> np.ndarray:
-    """Image files decoded and preprocessed exactly as the model's pipeline does.
+    """Image files decoded and preprocessed exactly as the model's pipeline does (0..255 pixels).
 
     Raises:
         DataError: a file is missing or not a decodable image.

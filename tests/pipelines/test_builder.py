@@ -59,7 +59,11 @@ def test_no_cache_shuffles_file_list_and_fuses_one_map(class_folder):
     assert _stages(steps)[:2] == ["read", "shuffle"]
     fused = [s.stage for s in steps if s.fused]
     assert fused[:2] == ["augment", "read"] and "deterministic" in fused
-    assert fused[-2:] == ["augment", "normalize"]  # read to normalize: one parallel map
+    assert fused[-1] == "augment"  # read to augment: one parallel map
+    # normalisation is the model's first layer: no map for it, uint8 out
+    normalize = next(s for s in steps if s.stage == "normalize")
+    assert normalize.element_fn is None and "in the model" in normalize.detail
+    assert prepare(cfg).dataset("train").element_spec[0].dtype == tf.uint8
 
 
 def test_augmentation_differs_between_epochs_and_is_seeded():
@@ -196,5 +200,21 @@ def test_decoder_chosen_from_the_scanned_formats(tmp_path):
     got = dict(zip([mixed.source.paths[i] for i in mixed.indices["train"]],
                    mixed.dataset("train", training=False, batch=False), strict=True))  # fmt: skip
     want_bmp = np.asarray(Image.open(root / "a" / "p.bmp").convert("RGB"))
-    np.testing.assert_allclose(got[str(root / "a" / "p.bmp")][0].numpy() * 255, want_bmp, atol=1e-3)
-    np.testing.assert_allclose(got[str(root / "b" / "y.png")][0].numpy() * 255, img, atol=1e-3)
+    np.testing.assert_array_equal(got[str(root / "a" / "p.bmp")][0].numpy(), want_bmp)
+    np.testing.assert_array_equal(got[str(root / "b" / "y.png")][0].numpy(), img)
+
+
+def test_pixels_stay_uint8_through_float_augments_and_mixup_blends_pixels():
+    base = {"image_size": [8, 8], "channels": 3, "batch_size": 16, "shuffle_buffer": 0,
+            "split": {"train": 1.0, "validation": 0.0, "test": 0.0}}  # fmt: skip
+    rotated = prepare(data_config(**base, augment={"rotation": 0.2, "brightness": 0.2}), seed=3)
+    assert "rounded back to uint8" in rotated.plan_text(["train"])
+    x, _ = next(iter(rotated.dataset("train")))
+    assert x.dtype == tf.uint8 and int(tf.reduce_max(x)) > 200
+    mixed = prepare(data_config(**base, augment={"mixup": 0.4}), seed=3)
+    x, y = next(iter(mixed.dataset("train")))
+    x = x.numpy()
+    # MixUp blends 0..255 pixels (float32): values between levels, still on the pixel scale
+    assert x.dtype == np.float32 and x.max() > 200 and x.min() >= 0
+    assert np.any(np.abs(x - np.round(x)) > 0.01)
+    np.testing.assert_allclose(y.numpy().sum(axis=1), 1.0, rtol=1e-5)

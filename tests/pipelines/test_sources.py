@@ -26,8 +26,9 @@ def test_digits_default():
     assert data.num_classes == 10 and data.input_shape == (16, 16, 1)
     assert sum(data.size(s) for s in ("train", "validation", "test")) == 1797
     x, y = next(iter(data.dataset("test")))
-    assert x.shape[1:] == (16, 16, 1) and x.dtype == tf.float32
-    assert float(tf.reduce_min(x)) >= 0.0 and float(tf.reduce_max(x)) <= 1.0
+    # uint8 pixels: the model's first layer applies data.normalize
+    assert x.shape[1:] == (16, 16, 1) and x.dtype == tf.uint8
+    assert int(tf.reduce_min(x)) == 0 and int(tf.reduce_max(x)) == 255
     np.testing.assert_array_equal(y.numpy(), data.labels("test")[: len(y)])
 
 
@@ -37,9 +38,9 @@ def test_folder_discovers_sorted_classes_and_pixels(class_folder):
     assert data.class_names == ["cat", "dog", "fox"]
     assert data.size("train") == 12
     for image, label in _examples(data):
-        colour = np.array(COLOURS[data.class_names[label]]) / 255.0
+        colour = np.array(COLOURS[data.class_names[label]])
         # flat colour images: every pixel is the class colour (JPEG within a few levels)
-        assert np.abs(image - colour).max() < 6 / 255.0
+        assert image.dtype == np.uint8 and np.abs(image.astype(int) - colour).max() < 6
     keys = [k for k, _, _ in data.split_table()]
     assert "cat/cat_0.png" in keys and "fox/fox_3.jpg" in keys
 

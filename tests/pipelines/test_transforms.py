@@ -92,7 +92,29 @@ def test_preprocess_is_pure_tf_function():
     fn = tf.function(lambda b: T.preprocess(T.decode_image(b, 3), cfg))
     data = tf.constant(encode(Image.fromarray(gradient_image(20, 15)), "PNG"))
     out = fn(data).numpy()
-    assert out.shape == (8, 6, 3) and out.dtype == np.float32 and 0 <= out.min() <= out.max() <= 1
+    assert out.shape == (8, 6, 3) and out.dtype == np.uint8
+    # exactly the pipeline's deterministic step: decode, channels, resize, rounded to uint8
+    want = T.deterministic(T.decode_image(data, 3), cfg).numpy()
+    np.testing.assert_array_equal(out, want)
+    assert 0 < out.min() < out.max() > 200
+
+
+@pytest.mark.parametrize("mode", ["unit", "symmetric", "none", "imagenet", "mean_std"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_input_scaling_equals_normalize_of_unit_pixels(mode, channels):
+    kw = {"mean": [0.3] * channels, "std": [0.2] * channels} if mode == "mean_std" else {}
+    cfg = data_config(normalize=mode, channels=channels, **kw)
+    pixels = tf.constant(np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(channels, -1))
+    scale, offset = T.input_scaling(cfg)
+    assert len(scale) == len(offset) == channels
+    got = tf.cast(pixels, tf.float32) * scale + offset
+    want = T.normalize_unit(T.to_unit(pixels), cfg)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_from_unit_rounds_and_clips():
+    x = tf.constant([-0.2, 0.0, 0.5 / 255, 0.51 / 255, 0.5, 1.0, 1.3])
+    np.testing.assert_array_equal(T.from_unit(x).numpy(), [0, 0, 0, 1, 128, 255, 255])
 
 
 # ------------------------------------------------------------------ geometric
