@@ -66,14 +66,19 @@ def make_jpegs(root: Path, count: int, seed: int = 0) -> None:
         )
 
 
-def epoch_rate(ds, limit: int | None = None) -> float:
-    """Images per second over one pass (or ``limit`` images)."""
+def epoch_rate(ds, limit: int | None = None, cpu: list | None = None) -> float:
+    """Images per second over one pass (or ``limit`` images).
+
+    With ``cpu``, also appends the process CPU seconds per image of the pass.
+    """
     n = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for x, _ in ds:
         n += int(x.shape[0])
         if limit and n >= limit:
             break
+    if cpu is not None:
+        cpu.append((time.process_time() - cpu_start) / n)
     return n / (time.perf_counter() - start)
 
 
@@ -228,7 +233,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
     count = args.images or (1000 if args.quick else 2000)
-    repeats = args.repeats or (5 if args.quick else 7)
+    repeats = args.repeats or (5 if args.quick else 11)
     # Every contender runs whole epochs: a generator stopped mid-epoch keeps its
     # prefetch thread busy into the next contender's timing.
 
@@ -247,6 +252,7 @@ def main(argv=None) -> dict:
             "python_generator": (generator_dataset(root), None),
         }
         rates: dict[str, list[float]] = {k: [] for k in contenders}
+        cpu: dict[str, list[float]] = {k: [] for k in contenders}
         for ds, limit in contenders.values():  # warm-up; fills the kerasflow cache
             epoch_rate(ds, limit)
         names = list(contenders)
@@ -257,7 +263,7 @@ def main(argv=None) -> dict:
             # measured ~10% slower.)
             for name in order_rng.permutation(names):
                 ds, limit = contenders[name]
-                rates[name].append(epoch_rate(ds, limit))
+                rates[name].append(epoch_rate(ds, limit, cpu[name]))
         med = {k: statistics.median(v) for k, v in rates.items()}
         stall = input_stall(root, steps=8 if args.quick else 12, chunks=3 if args.quick else 5)
     out = {
@@ -270,6 +276,9 @@ def main(argv=None) -> dict:
         "tensorflow": tf.__version__,
         "images_per_s": {k: round(v, 1) for k, v in med.items()},
         "images_per_s_all": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+        # Process CPU per image (median): unlike images/s, it does not move when the
+        # machine lends this process less of a core for a while.
+        "cpu_ms_per_image": {k: round(1000 * statistics.median(v), 3) for k, v in cpu.items()},
         "ratio_vs_handwritten": med["kerasflow"] / med["handwritten"],
         "ratio_vs_image_dataset_from_directory": med["kerasflow"]
         / med["image_dataset_from_directory"],
@@ -277,11 +286,13 @@ def main(argv=None) -> dict:
         / med["image_dataset_from_directory"],
         "ratio_vs_python_generator": med["kerasflow"] / med["python_generator"],
         "ratio_cached_vs_python_generator": med["kerasflow_cached"] / med["python_generator"],
+        "cpu_ratio_handwritten_vs_kerasflow": statistics.median(cpu["handwritten"])
+        / statistics.median(cpu["kerasflow"]),
         **stall,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     for k, v in out.items():
-        if k.startswith(("ratio_", "input_stall", "fit_step")):
+        if k.startswith(("ratio_", "cpu_ratio", "input_stall", "fit_step")):
             out[k] = round(v, 4)
     return out
 
