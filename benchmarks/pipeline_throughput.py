@@ -8,7 +8,8 @@ random horizontal flip, for:
 * ``keras.utils.image_dataset_from_directory`` + the same flip;
 * a hand-written tf.data pipeline (list_files -> parallel map
   decode+resize+flip -> batch -> prefetch);
-* a Python generator decoding with Pillow through ``Dataset.from_generator``.
+* a Python generator decoding with Pillow through ``Dataset.from_generator``
+  (and, for reference, the same generator handing over 0..1 floats).
 
 Every contender hands over unscaled pixels in its natural dtype (kerasflow and
 the Pillow generator uint8, the resizing tf.data pipelines float32 0..255) for a
@@ -131,7 +132,13 @@ def handwritten_dataset(root: Path):
     return ds.batch(BATCH).prefetch(tf.data.AUTOTUNE)
 
 
-def generator_dataset(root: Path):
+def generator_dataset(root: Path, unit_floats: bool = False):
+    """Pillow in a Python generator; uint8 pixels, or 0..1 float32 with ``unit_floats``.
+
+    The uint8 one hands over what kerasflow does (the ratio targets use it); the
+    float one is the common tutorial form for a model without a scaling layer
+    (what this benchmark measured before kerasflow moved scaling into the model).
+    """
     import tensorflow as tf
     from PIL import Image
 
@@ -144,12 +151,14 @@ def generator_dataset(root: Path):
             path = files[i]
             with Image.open(path) as im:
                 arr = np.asarray(im.convert("RGB").resize(SIZE[::-1], Image.BILINEAR))
+            if unit_floats:
+                arr = arr.astype(np.float32) / 255.0
             if rng.random() < 0.5:
                 arr = arr[:, ::-1]
             yield arr, names.index(path.parent.name)
 
     sig = (
-        tf.TensorSpec((*SIZE, 3), tf.uint8),
+        tf.TensorSpec((*SIZE, 3), tf.float32 if unit_floats else tf.uint8),
         tf.TensorSpec((), tf.int64),
     )
     ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
@@ -250,6 +259,7 @@ def main(argv=None) -> dict:
             "image_dataset_from_directory": (idfd_dataset(root), None),
             "handwritten": (handwritten_dataset(root), None),
             "python_generator": (generator_dataset(root), None),
+            "python_generator_float": (generator_dataset(root, unit_floats=True), None),
         }
         rates: dict[str, list[float]] = {k: [] for k in contenders}
         cpu: dict[str, list[float]] = {k: [] for k in contenders}
@@ -286,6 +296,7 @@ def main(argv=None) -> dict:
         / med["image_dataset_from_directory"],
         "ratio_vs_python_generator": med["kerasflow"] / med["python_generator"],
         "ratio_cached_vs_python_generator": med["kerasflow_cached"] / med["python_generator"],
+        "ratio_vs_python_generator_float": med["kerasflow"] / med["python_generator_float"],
         "cpu_ratio_handwritten_vs_kerasflow": statistics.median(cpu["handwritten"])
         / statistics.median(cpu["kerasflow"]),
         **stall,
