@@ -275,7 +275,10 @@ class DataConfig(Section):
     batch_size: int = Field(default=64, ge=1)
     split: SplitConfig = Field(default_factory=SplitConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    normalize: Literal["unit", "symmetric", "imagenet", "mean_std", "none"] = "unit"
+    normalize: Literal["unit", "symmetric", "imagenet", "mean_std", "none"] = Field(
+        default="unit",
+        description="how the model's first layer scales the uint8 pixels the pipeline yields",
+    )
     mean: list[float] | None = Field(default=None, description="mean_std: per channel, 0..1 scale")
     std: list[float] | None = Field(default=None, description="mean_std: per channel, 0..1 scale")
     cache: bool | str = True

@@ -26,7 +26,9 @@ image and count it in :attr:`DetectionData.skipped`.
 
 Pipeline of a split: read -> decode -> letterbox (``data.resize``: pad or
 stretch) -> cache (uint8) -> shuffle -> random crop/scale, flips, photometric
-ops (training only) -> pad boxes -> normalize -> targets -> batch -> prefetch.
+ops (training only) -> pad boxes -> targets -> batch -> prefetch. Images stay
+uint8 pixels; the detector's first layer applies ``data.normalize`` (as for
+classification and segmentation).
 """
 
 from __future__ import annotations
@@ -480,14 +482,19 @@ class DetectionData:
                 f"min_visible {det.min_visible})"
             ]  # fmt: skip
             ops += [_describe_op(op, cfg.augment) for op in cfg.augment.enabled()]
-            detail = "; ".join(ops) + " (image and boxes, 0..1 float)" if ops else "none"
+            detail = (
+                "; ".join(ops) + " (image and boxes, in 0..1 float, rounded back to uint8)"
+                if ops
+                else "none"
+            )
             steps.append(
                 Step("augment", f"per-example seed {self.seed}, fresh every epoch: {detail}")
             )
         steps.append(
             Step(
                 "normalize",
-                f"0..1 then {cfg.normalize}; boxes padded to {det.max_boxes} (class -1)",
+                f"in the model: its first layer maps uint8 pixels by {cfg.normalize}; "
+                f"boxes padded to {det.max_boxes} (class -1)",
             )
         )
         if batch:
@@ -549,12 +556,9 @@ class DetectionData:
             image = box_ops.photometric(
                 image, seeds[3], aug.brightness, aug.contrast, aug.saturation, aug.hue
             )
-            return image, boxes, classes, window
+            return T.from_unit(image), boxes, classes, window
 
         def finish(image, boxes, classes, window):
-            if image.dtype == tf.uint8:
-                image = T.to_unit(image)
-            image = T.normalize_unit(image, cfg)
             image.set_shape([size[0], size[1], int(cfg.channels)])
             boxes, classes = box_ops.pad_boxes(boxes, classes, det.max_boxes)
             if targets_fn is not None:

@@ -249,7 +249,10 @@ def _mean_std(data_config, channels: int):
 
 
 def normalize_unit(image: tf.Tensor, data_config) -> tf.Tensor:
-    """Map a 0..1 float image to ``data.normalize``.
+    """Map a 0..1 float image to ``data.normalize`` (the reference definition).
+
+    Models apply it to their uint8 input as one ``Rescaling`` layer, with the
+    scale and offset of :func:`input_scaling`.
 
     ``unit`` 0..1, ``symmetric`` -1..1, ``imagenet`` or ``mean_std``
     ``(x - mean) / std`` per channel, ``none`` 0..255.
@@ -265,29 +268,6 @@ def normalize_unit(image: tf.Tensor, data_config) -> tf.Tensor:
         mean, std = _mean_std(data_config, image.shape[-1])
         return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
     raise ValueError(f"Unknown normalize mode. Received: mode={mode!r}")
-
-
-def denormalize(image: tf.Tensor, data_config) -> tf.Tensor:
-    """The inverse of :func:`normalize_unit`, back to 0..1 (detection previews)."""
-    mode = data_config.normalize
-    image = tf.cast(image, tf.float32)
-    if mode == "symmetric":
-        image = (image + 1.0) / 2.0
-    elif mode == "none":
-        image = image / 255.0
-    elif mode in ("imagenet", "mean_std"):
-        mean, std = _mean_std(data_config, image.shape[-1])
-        image = image * tf.constant(std, tf.float32) + tf.constant(mean, tf.float32)
-    return tf.clip_by_value(image, 0.0, 1.0)
-
-
-def normalize(image: tf.Tensor, mode: str) -> tf.Tensor:
-    """Scale a 0..255 image by a ``normalize`` mode name (not ``mean_std``)."""
-
-    class _Cfg:
-        normalize = mode
-
-    return normalize_unit(to_unit(image), _Cfg)
 
 
 def preprocess(image: tf.Tensor, data_config) -> tf.Tensor:

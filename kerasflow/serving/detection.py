@@ -7,7 +7,8 @@ the same ``assets/kerasflow.json`` (``task: detection``):
 * ``serving_default``: ``image_bytes`` ``[None]`` encoded JPEG/PNG/BMP/GIF files
   of any sizes;
 * ``predict_images``: ``images`` ``[None, None, None, None]`` uint8;
-* ``predict_tensor``: ``inputs``, the model's own preprocessed float input.
+* ``predict_tensor``: ``inputs``, the model's own float input: letterboxed
+  0..255 pixels (the detector applies ``data.normalize`` itself).
 
 Each returns ``boxes`` ``[N, D, 4]`` float32 ``[ymin, xmin, ymax, xmax]`` in
 pixels of each *input* image (the letterbox of ``data.resize: pad`` is undone
@@ -44,7 +45,7 @@ import tensorflow as tf
 
 from kerasflow.errors import ServingError
 from kerasflow.pipelines import box_ops
-from kerasflow.pipelines.transforms import decode_image, normalize_unit, to_unit
+from kerasflow.pipelines.transforms import decode_image
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def detection_functions(model, data_config, class_names: list[str], **decode_kwa
     mode = "pad" if data_config.resize == "pad" else "stretch"
     names = tf.constant([str(c) for c in class_names], tf.string)
     spec = (
-        tf.TensorSpec([height, width, channels], tf.float32),
+        tf.TensorSpec([height, width, channels], tf.uint8),
         tf.TensorSpec([4], tf.float32),
         tf.TensorSpec([2], tf.float32),
     )
@@ -87,7 +88,7 @@ def detection_functions(model, data_config, class_names: list[str], **decode_kwa
             interpolation=data_config.interpolation,
             antialias=data_config.antialias,
         )
-        return normalize_unit(to_unit(resized), data_config), window, hw
+        return resized, window, hw
 
     def outputs(x, windows, hws):
         out = detect(x, training=False)

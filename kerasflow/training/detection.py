@@ -297,7 +297,7 @@ def predict_split(
     ``(boxes, scores, classes)`` / ``(boxes, classes)`` in pixels of the model input.
     ``detect`` reuses a :func:`detector_fn` across calls.
     """
-    from kerasflow.pipelines.transforms import denormalize
+    from kerasflow.pipelines.transforms import to_display
 
     detect = detect or detector_fn(model, **decode_kwargs)
     h, w = prepared.input_shape[:2]
@@ -320,7 +320,7 @@ def predict_split(
                 (target["boxes"].numpy()[i][valid] * scale, target["classes"].numpy()[i][valid])
             )
             if limit is None or len(images) < limit:
-                images.append(denormalize(x[i], prepared.data_config).numpy())
+                images.append(to_display(x[i]).numpy())
     return images, dets, gts
 
 
@@ -497,8 +497,13 @@ def build_detector(cfg, prepared):
     """The config's detector for the prepared data, with its target function."""
     from kerasflow import models
 
+    # The pipeline hands over uint8 pixels; the backbone's first layer applies data.normalize.
     model = models.build(
-        cfg.model.name, prepared.input_shape, prepared.num_classes, **cfg.model.params
+        cfg.model.name,
+        prepared.input_shape,
+        prepared.num_classes,
+        input_scaling=cfg.data,
+        **cfg.model.params,
     )
     if models.get_spec(cfg.model.name).task != "detection":
         raise ConfigError(

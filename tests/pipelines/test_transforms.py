@@ -79,12 +79,11 @@ def test_normalize_ranges(mode, lo, hi):
     np.testing.assert_allclose(x, [lo, hi])
 
 
-def test_normalize_mean_std_and_inverse():
+def test_normalize_mean_std():
     cfg = data_config(normalize="mean_std", channels=3, mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1])
     x = tf.fill([2, 2, 3], 0.75)
     y = T.normalize_unit(x, cfg).numpy()
     np.testing.assert_allclose(y[0, 0], [1.0, 0.5, 0.25])
-    np.testing.assert_allclose(T.denormalize(y, cfg).numpy(), x.numpy(), atol=1e-6)
 
 
 def test_preprocess_is_pure_tf_function():
