@@ -8,8 +8,9 @@ augmentation. The user declares *which* ops to use; this module decides
 
 Two choices keep the pipeline fast: consecutive per-element steps are fused
 into one parallel ``map`` (the plan marks them), and images stay uint8 from
-the decoder to the model: the cache, the shuffle buffer and every batch are
-4x smaller than float32, and ``data.normalize`` is the model's first layer
+the decoder to the model (float32 0..255 only after float augmentations): the
+cache, the shuffle buffer and flip/crop-only batches are 4x smaller than
+float32, and ``data.normalize`` is the model's first layer
 (:func:`kerasflow.pipelines.transforms.input_scaling`), so it runs with the
 model's step instead of competing with it for the CPU.
 """
@@ -118,7 +119,8 @@ class PreparedData:
     """A loaded source with its split assignment; builds datasets per split.
 
     Elements are ``(image, target)``: images uint8 ``(H, W, C)`` pixels (float32
-    0..255 only in MixUp/CutMix training batches), which the model scales by
+    0..255 in training after rotation, zoom, translation, photometric ops or
+    MixUp/CutMix), which the model scales by
     ``data.normalize`` in its first layer; targets int64 class ids (classification), one-hot
     float32 ``(K,)`` in every split when MixUp/CutMix is on (see
     :attr:`one_hot_targets`), or ``(H, W)`` int32 class-id masks
@@ -485,7 +487,7 @@ class PreparedData:
 
         if funcs:
             target = "image and mask" if seg else "image"
-            kind = "in 0..1 float, rounded back to uint8" if needs_float else "uint8"
+            kind = "in 0..1 float, then float32 0..255" if needs_float else "uint8"
             steps.append(
                 Step("augment", f"{'; '.join(descr)} ({target}, {kind})", element_fn=augment)
             )

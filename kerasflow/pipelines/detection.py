@@ -483,7 +483,7 @@ class DetectionData:
             ]  # fmt: skip
             ops += [_describe_op(op, cfg.augment) for op in cfg.augment.enabled()]
             detail = (
-                "; ".join(ops) + " (image and boxes, in 0..1 float, rounded back to uint8)"
+                "; ".join(ops) + " (image and boxes, in 0..1 float, then float32 0..255)"
                 if ops
                 else "none"
             )
