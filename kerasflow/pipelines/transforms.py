@@ -216,10 +216,12 @@ def from_unit(image: tf.Tensor) -> tf.Tensor:
 
 
 def input_scaling(data_config, channels: int | None = None):
-    """``(scale, offset)`` per channel with ``normalize_unit(to_unit(x)) == x * scale + offset``.
+    """``(scale, offset)`` per channel: ``x * scale + offset`` is ``data.normalize`` of pixels ``x``.
 
-    For 0..255 pixels ``x``: the affine map that the model's first layer
-    (``keras.layers.Rescaling``) applies for ``data.normalize``.
+    The affine map of 0..255 pixels that the model's first layer
+    (``keras.layers.Rescaling``) applies: ``unit`` 0..1, ``symmetric`` -1..1,
+    ``imagenet`` or ``mean_std`` ``(x / 255 - mean) / std`` per channel,
+    ``none`` 0..255 unchanged.
 
     Example:
         >>> input_scaling(cfg.data)  # normalize: unit, 3 channels
@@ -251,28 +253,6 @@ def _mean_std(data_config, channels: int):
     if data_config.normalize == "imagenet":
         return (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else (GRAY_MEAN, GRAY_STD)
     return tuple(data_config.mean), tuple(data_config.std)
-
-
-def normalize_unit(image: tf.Tensor, data_config) -> tf.Tensor:
-    """Map a 0..1 float image to ``data.normalize`` (the reference definition).
-
-    Models apply it to their uint8 input as one ``Rescaling`` layer, with the
-    scale and offset of :func:`input_scaling`.
-
-    ``unit`` 0..1, ``symmetric`` -1..1, ``imagenet`` or ``mean_std``
-    ``(x - mean) / std`` per channel, ``none`` 0..255.
-    """
-    mode = data_config.normalize
-    if mode == "unit":
-        return image
-    if mode == "symmetric":
-        return image * 2.0 - 1.0
-    if mode == "none":
-        return image * 255.0
-    if mode in ("imagenet", "mean_std"):
-        mean, std = _mean_std(data_config, image.shape[-1])
-        return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
-    raise ValueError(f"Unknown normalize mode. Received: mode={mode!r}")
 
 
 def preprocess(image: tf.Tensor, data_config) -> tf.Tensor:

@@ -300,9 +300,11 @@ def take_examples(prepared, split: str, indices) -> np.ndarray:
 
 def display_images(images, data_config=None) -> np.ndarray:
     """Pipeline pixels (0..255) as 0..1 floats for figures; without a data config, min-max scaled."""
-    images = np.asarray(images, dtype=np.float32)
     if data_config is not None:
-        return np.clip(images / 255.0, 0.0, 1.0)
+        from kerasflow.pipelines.transforms import to_display
+
+        return np.asarray(to_display(images))
+    images = np.asarray(images, dtype=np.float32)
     lo = images.min(axis=(1, 2, 3), keepdims=True)
     hi = images.max(axis=(1, 2, 3), keepdims=True)
     return (images - lo) / np.maximum(hi - lo, 1e-12)

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from kerasflow import models
-from kerasflow.pipelines import transforms as T
-from tests.pipelines.helpers import data_config
+from tests.pipelines.helpers import data_config, normalized
 
 
 @pytest.mark.parametrize("mode", ["unit", "imagenet"])
@@ -21,7 +20,7 @@ def test_scaling_layer_equals_normalising_the_input(mode):
     assert [layer.name for layer in scaled.layers[:2]] == ["simple_cnn_input", "simple_cnn_scaling"]
     assert "simple_cnn_scaling" not in [layer.name for layer in plain.layers]
     pixels = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
-    want = plain(np.asarray(T.normalize_unit(T.to_unit(pixels), cfg)), training=False)
+    want = plain(normalized(pixels, cfg).astype(np.float32), training=False)
     # uint8 fed straight in: the functional model casts, then scales
     got = scaled(pixels, training=False)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)

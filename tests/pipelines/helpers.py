@@ -127,3 +127,22 @@ def make_tfds(data_dir: Path, class_name: str, features: dict, splits: dict) -> 
     )
     builder(data_dir=str(data_dir)).download_and_prepare()
     return data_dir
+
+
+def normalized(pixels, cfg) -> np.ndarray:
+    """``data.normalize`` of 0..255 pixels, written out independently of kerasflow's code."""
+    x = np.asarray(pixels, np.float64) / 255.0
+    mode, k = cfg.normalize, x.shape[-1]
+    if mode == "unit":
+        return x
+    if mode == "symmetric":
+        return 2 * x - 1
+    if mode == "none":
+        return x * 255
+    if mode == "imagenet":
+        mean, std = (
+            ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) if k == 3 else ((0.449,), (0.226,))
+        )
+    else:
+        mean, std = cfg.mean, cfg.std
+    return (x - np.array(mean)) / np.array(std)

@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from kerasflow.pipelines import transforms as T
-from tests.pipelines.helpers import data_config, encode, gradient_image
+from tests.pipelines.helpers import data_config, encode, gradient_image, normalized
 
 SEED = tf.constant([1, 2], tf.int64)
 
@@ -75,14 +75,15 @@ def test_center_crop_pixels():
 
 @pytest.mark.parametrize("mode,lo,hi", [("unit", 0, 1), ("symmetric", -1, 1), ("none", 0, 255)])
 def test_normalize_ranges(mode, lo, hi):
-    x = T.normalize_unit(tf.constant([0.0, 1.0]), data_config(normalize=mode)).numpy()
-    np.testing.assert_allclose(x, [lo, hi])
+    scale, offset = T.input_scaling(data_config(normalize=mode, channels=1))
+    x = np.array([0.0, 255.0]) * scale + offset
+    np.testing.assert_allclose(x, [lo, hi], atol=1e-12)
 
 
 def test_normalize_mean_std():
     cfg = data_config(normalize="mean_std", channels=3, mean=[0.5, 0.5, 0.5], std=[0.25, 0.5, 1])
-    x = tf.fill([2, 2, 3], 0.75)
-    y = T.normalize_unit(x, cfg).numpy()
+    scale, offset = T.input_scaling(cfg)
+    y = np.full([2, 2, 3], 0.75 * 255) * scale + offset
     np.testing.assert_allclose(y[0, 0], [1.0, 0.5, 0.25])
 
 
@@ -100,15 +101,15 @@ def test_preprocess_is_pure_tf_function():
 
 @pytest.mark.parametrize("mode", ["unit", "symmetric", "none", "imagenet", "mean_std"])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_input_scaling_equals_normalize_of_unit_pixels(mode, channels):
+def test_input_scaling_equals_normalize_of_pixels(mode, channels):
     kw = {"mean": [0.3] * channels, "std": [0.2] * channels} if mode == "mean_std" else {}
     cfg = data_config(normalize=mode, channels=channels, **kw)
     pixels = tf.constant(np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(channels, -1))
     scale, offset = T.input_scaling(cfg)
     assert len(scale) == len(offset) == channels
     got = tf.cast(pixels, tf.float32) * scale + offset
-    want = T.normalize_unit(T.to_unit(pixels), cfg)
-    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    want = normalized(pixels.numpy(), cfg)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
 
 
 def test_from_unit_gives_unrounded_pixels():
