@@ -21,7 +21,6 @@ test images with predicted and true boxes.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -472,14 +471,24 @@ def build_compiled_detector(cfg, prepared, compile_config=None):
     )
 
 
-def evaluate_split_report(model, prepared, split: str = "test", out_dir=None) -> dict:
-    """:func:`kerasflow.training.evaluate.evaluate_split` for detection: mAP report, box grid."""
+def evaluate_split_report(
+    model, prepared, split: str = "test", out_dir=None, run_id: str | None = None
+) -> dict:
+    """:func:`kerasflow.training.evaluate.evaluate_split` for detection.
+
+    With ``out_dir``: ``evaluation_<split>.json`` (the mAP report),
+    ``predictions_<split>.png`` (the box grid) and ``report_<split>.html``.
+    """
+    from kerasflow.training.evaluate import write_report_files
+
     data = getattr(prepared, "data", prepared)
     grid = Path(out_dir) / f"predictions_{split}.png" if out_dir is not None else None
+    if grid is not None:
+        grid.parent.mkdir(parents=True, exist_ok=True)
     report = evaluate_detection(model, data, split, grid_path=grid)
     report["task"] = "detection"
     if out_dir is not None:
-        (Path(out_dir) / f"evaluation_{split}.json").write_text(json.dumps(report, indent=2))
+        write_report_files(report, out_dir, split, run_id)
     return report
 
 
@@ -517,6 +526,7 @@ def build_detector(cfg, prepared):
 def train_detection(cfg, prepared, tracker, state, work: Path):
     """The detection branch of :func:`kerasflow.training.fit.train` (same run state and tracking)."""
     from kerasflow.training import fit, plots
+    from kerasflow.training.evaluate import write_report_files
 
     model = build_compiled_detector(cfg, prepared)
     targets_fn = make_targets_fn(prepared.num_classes, model.outputs[0].shape[1:3])
@@ -543,6 +553,8 @@ def train_detection(cfg, prepared, tracker, state, work: Path):
     report = evaluate_detection(model, prepared, test_split, grid_path=out / "predictions_test.png")
     test_ds = prepared.dataset(test_split, training=False, targets_fn=targets_fn)
     report["loss"] = float(model.evaluate(test_ds, verbose=0, return_dict=True)["loss"])
+    report["task"] = "detection"
+    write_report_files(report, out, "test", tracker.run_id)  # the JSON and the HTML page
     test_metrics = {**scalar_metrics(report), "test_loss": report["loss"]}
     example = next(iter(prepared.dataset(test_split, training=False)))[0].numpy()[:2]
     return fit.finish_run(

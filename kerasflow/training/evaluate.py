@@ -414,7 +414,7 @@ def evaluate_split(
     if task == "detection":
         from kerasflow.training.detection import evaluate_split_report
 
-        return evaluate_split_report(model, prepared, split, out_dir)
+        return evaluate_split_report(model, prepared, split, out_dir, run_id=run_id)
     ds = prepared.dataset(split, training=False)
     probs = predict(model, ds)
     labels = prepared.labels(split)
@@ -442,13 +442,11 @@ def add_run_explanations(
     Called by the training loop right after :func:`evaluate_split`: writes
     ``explanations_<split>_<method>.png`` (``train.explain_images`` images,
     ``train.explain_method``; 0 images turns it off; classification only) and
-    rewrites ``report_<split>.html`` with those overlays and the run id.
+    rewrites ``report_<split>.html`` (every task) with those overlays and the run id.
 
     Returns:
         The overlay files written.
     """
-    if report.get("task") == "detection":
-        return []  # detection reports are the mAP JSON and the box grid, no HTML yet
     from kerasflow.training import explain
 
     split = report.get("split", "test")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import math
 from pathlib import Path
 
 # Figure files of one split, in the order the page shows them, with their headings.
@@ -20,6 +21,7 @@ FIGURES = (
     ("reliability_{split}.png", "Calibration: reliability diagram"),
     ("confident_mistakes_{split}.png", "Most confidently wrong images"),
     ("segmentation_examples_{split}.png", "Image / true mask / predicted mask"),
+    ("predictions_{split}.png", "Predicted boxes (true boxes in white)"),
 )
 EXPLANATIONS = "explanations_{split}_*.png"
 
@@ -54,7 +56,7 @@ def _embed(path: Path) -> str:
 
 
 def _fmt(value) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
         return f"{value:.4f}"
@@ -80,6 +82,9 @@ def _table(headers: list[str], rows: list[list]) -> str:
 
 SUMMARY_KEYS = (
     ("num_examples", "examples"),
+    ("map50", "mAP@0.5"),
+    ("map75", "mAP@0.75"),
+    ("map", "mAP@[0.5:0.95] (COCO)"),
     ("accuracy", "accuracy"),
     ("top3_accuracy", "top-3 accuracy"),
     ("top5_accuracy", "top-5 accuracy"),
@@ -105,8 +110,9 @@ def render(
     """The HTML page of one evaluation report.
 
     Args:
-        report: a report from :func:`kerasflow.training.evaluate.classification_report`
-            or ``segmentation_report`` (with ``split`` and ``task``).
+        report: a report from :func:`kerasflow.training.evaluate.classification_report`,
+            ``segmentation_report`` or :func:`kerasflow.training.map.mean_average_precision`
+            (with ``split`` and ``task``).
         figures: ``(heading, png_path)`` pairs, embedded in that order.
         run_id: the MLflow run named at the top of the page.
         title: page title (default: "Evaluation report").
@@ -141,6 +147,13 @@ def render(
     if task == "segmentation":
         rows = [[n, v["iou"], v["dice"], v["pixels"]] for n, v in per_class.items()]
         parts.append(_table(["class", "IoU", "Dice", "pixels"], rows))
+    elif task == "detection":
+        rows = [
+            [n, v["ap50"], v["ap75"], v["ap"], v["num_gt"], v["num_detections"]]
+            for n, v in per_class.items()
+        ]
+        headers = ["class", "AP@0.5", "AP@0.75", "AP@[0.5:0.95]", "true boxes", "detections"]
+        parts.append(_table(headers, rows))
     else:
         rows = [
             [

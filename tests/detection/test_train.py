@@ -44,7 +44,26 @@ def test_tiny_detection_run_trains_logs_and_exports(tmp_path):
     # The prediction grid and the report are MLflow artifacts of the run.
     client = mlflow.MlflowClient(uri)
     names = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {"predictions_test.png", "evaluation_test.json"} <= names
+    assert {"predictions_test.png", "evaluation_test.json", "report_test.html"} <= names
+    page = (result.work_dir / "artifacts" / "report_test.html").read_text()
+    assert result.run_id in page and f"<td>{report['map50']:.4f}</td>" in page
+    # `kerasflow evaluate` on the logged detector writes the page it names.
+    from click.testing import CliRunner
+
+    from kerasflow.cli import cli
+
+    out = tmp_path / "ev"
+    model = f"runs:/{result.run_id}/model"
+    res = CliRunner().invoke(
+        cli, ["evaluate", model, "--out", str(out)], env={"MLFLOW_TRACKING_URI": uri}
+    )
+    assert res.exit_code == 0, res.output
+    assert f"HTML report:       {out / 'report_test.html'}" in res.output
+    again = json.loads((out / "evaluation_test.json").read_text())
+    assert again["map50"] == pytest.approx(report["map50"], abs=1e-6)
+    assert again["model"] == model and again["run_id"] == result.run_id
+    page = (out / "report_test.html").read_text()
+    assert f"<td>{again['map50']:.4f}</td>" in page and "Predicted boxes" in page
     assert result.registered is not None
     export_dir = result.work_dir / "export" / "1"
     meta = json.loads((export_dir / "assets" / "kerasflow.json").read_text())

@@ -299,6 +299,42 @@ def test_segmentation_split_writes_grid(tmp_path):
 
 
 # ------------------------------------------------------------------ a real run
+def test_detection_report_page_shows_map_per_class_ap_and_the_box_grid(tmp_path):
+    from PIL import Image
+
+    from kerasflow.training.map import mean_average_precision
+
+    # Two images; "ring" is found exactly; "bar" is found once at IoU 0.6 and missed
+    # once (recall 0.5: 51 of COCO's 101 recall points at precision 1, so AP@0.5 is
+    # 51/101, and 0 at IoU 0.75); "dot" has no true boxes (AP undefined: a dash).
+    gts = [
+        (np.array([[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 0.4, 0.6]]), np.array([0, 1])),
+        (np.array([[0.2, 0.2, 0.6, 0.6]]), np.array([1])),
+    ]
+    dets = [
+        (np.array([[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 0.4, 0.36]]), np.array([0.9, 0.8]), [0, 1]),
+        (np.zeros((0, 4)), np.zeros(0), np.zeros(0, int)),
+    ]
+    report = mean_average_precision(dets, gts, 3, class_names=["ring", "bar", "dot"])
+    assert report["per_class"]["bar"]["ap50"] == pytest.approx(51 / 101)
+    report.update(split="test", task="detection", num_examples=2, loss=1.25)
+    Image.new("RGB", (40, 20), (255, 0, 0)).save(tmp_path / "predictions_test.png")
+    page = ev.write_report_files(report, tmp_path, "test", run_id="det-run")
+    html = page.read_text()
+    assert _parse_html(html)["unclosed"] == [] and "det-run" in html
+    cells = [re.findall(r">([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html)]
+    rows = {c[0]: c[1:] for c in cells if c}  # header rows have no <td>
+    assert rows["mAP@0.5"] == [f"{report['map50']:.4f}"] == [f"{(1 + 51 / 101) / 2:.4f}"]
+    assert rows["mAP@[0.5:0.95] (COCO)"] == [f"{report['map']:.4f}"]
+    assert rows["ring"] == ["1.0000", "1.0000", "1.0000", "1", "1"]
+    assert rows["bar"][:2] == [f"{51 / 101:.4f}", "0.0000"] and rows["bar"][3:] == ["2", "1"]
+    assert rows["dot"] == ["–", "–", "–", "0", "0"]
+    assert "Predicted boxes (true boxes in white)" in html
+    (grid,) = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert base64.b64decode(grid) == (tmp_path / "predictions_test.png").read_bytes()
+    assert json.loads((tmp_path / "evaluation_test.json").read_text())["run_id"] == "det-run"
+
+
 def test_training_run_logs_report_html_and_explanations(digits_result):
     from mlflow.tracking import MlflowClient
 
