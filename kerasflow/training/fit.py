@@ -305,17 +305,15 @@ def early_stopping(cfg: RunConfig, monitor) -> list[keras.callbacks.Callback]:
 def fit_input(cfg: RunConfig, prepared, train_ds) -> tuple:
     """``(training dataset, steps per epoch)`` as :func:`train` hands them to ``model.fit``.
 
-    Repeated, with one pass of steps per epoch: one iterator lives across the
-    epochs, so the next epoch's shuffle buffer and first batches are prepared
-    while this epoch ends and validates, instead of stalling the first step of
-    every epoch. Detection repeats only with ``train.steps_per_epoch``. The
-    tuner's trials feed ``fit`` the same way, so that a trial of a config
-    reproduces ``kerasflow train`` of it (the order of examples and augmentation
-    draws depends on how the dataset is iterated).
+    Repeated, with one pass of steps per epoch (or ``train.steps_per_epoch``),
+    for every task: one iterator lives across the epochs, so the next epoch's
+    shuffle buffer and first batches are prepared while this epoch ends and
+    validates, instead of stalling the first step of every epoch, and no
+    iterator is freed between epochs. The tuner's trials feed ``fit`` the same
+    way, so that a trial of a config reproduces ``kerasflow train`` of it (the
+    order of examples and augmentation draws depends on how the dataset is
+    iterated).
     """
-    if cfg.experiment.task == "detection":
-        steps = cfg.train.steps_per_epoch
-        return (train_ds.repeat() if steps else train_ds), steps
     return train_ds.repeat(), steps_per_epoch(cfg, prepared)
 
 

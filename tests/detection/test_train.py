@@ -77,3 +77,29 @@ def test_tiny_detection_run_trains_logs_and_exports(tmp_path):
     (pred,) = served.predict({"b64": [base64.b64encode(image).decode()]})
     assert set(pred) == {"boxes", "scores", "class_ids", "class_names"}
     assert all(len(b) == 4 and min(b) >= 0 and max(b) <= 64 for b in pred["boxes"])
+
+
+def test_detection_training_input_is_repeated_with_one_pass_per_epoch(tmp_path):
+    import tensorflow as tf
+
+    from kerasflow.config import build_config
+    from kerasflow.pipelines.detection import prepare_detection
+    from kerasflow.training.fit import fit_input
+    from tests.detection.helpers import write_coco
+
+    images = [(f"{i}.png", 32, 32, [([4, 4, 10, 10], 1)]) for i in range(10)]
+    ann = write_coco(tmp_path, images, categories=("block",))
+    cfg = build_config(
+        {
+            "experiment": {"task": "detection"},
+            "data": {"source": str(ann), "image_size": [32, 32], "batch_size": 4,
+                     "split": {"train": 1.0, "validation": 0.0, "test": 0.0}},
+        }
+    )  # fmt: skip
+    prepared = prepare_detection(cfg.data)
+    ds, steps = fit_input(cfg, prepared, prepared.dataset("train"))
+    # One iterator for the whole fit, like classification: no dataset end between epochs.
+    assert ds.cardinality().numpy() == tf.data.INFINITE_CARDINALITY
+    assert steps == 3  # ceil(10 / 4): the last batch of each pass holds 2
+    sizes = [int(x.shape[0]) for x, _ in ds.take(2 * steps)]
+    assert sizes == [4, 4, 2, 4, 4, 2]
