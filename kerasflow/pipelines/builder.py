@@ -287,7 +287,7 @@ class PreparedData:
         steps.append(
             Step(
                 "normalize",
-                f"in the model: its first layer maps uint8 pixels by {cfg.normalize}"
+                f"in the model: its first layer maps 0..255 pixels by {cfg.normalize}"
                 + (
                     f"; one-hot targets ({self.num_classes} classes)"
                     if self.one_hot_targets

@@ -493,7 +493,7 @@ class DetectionData:
         steps.append(
             Step(
                 "normalize",
-                f"in the model: its first layer maps uint8 pixels by {cfg.normalize}; "
+                f"in the model: its first layer maps 0..255 pixels by {cfg.normalize}; "
                 f"boxes padded to {det.max_boxes} (class -1)",
             )
         )
