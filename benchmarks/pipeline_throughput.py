@@ -69,11 +69,11 @@ def make_jpegs(root: Path, count: int, seed: int = 0) -> None:
         )
 
 
-def epoch_rate(
-    ds, limit: int | None = None, cpu: list | None = None, teardown: list | None = None
-) -> float:
-    """Images per second over one pass (or ``limit`` images), from creating the iterator
-    to its last batch.
+def epoch_rate(ds, cpu: list | None = None, teardown: list | None = None) -> float:
+    """Images per second over one whole pass, from creating the iterator to its last batch.
+
+    Whole passes only: a generator stopped mid-pass keeps its prefetch thread busy
+    into the next contender's timing.
 
     Freeing the iterator is timed apart (appended to ``teardown``, in seconds): it
     often waits until 1.27, 2.55 or 5.11 s after the iterator started (10 x
@@ -92,8 +92,6 @@ def epoch_rate(
     iterator = iter(ds)
     for x, _ in iterator:
         n += int(x.shape[0])
-        if limit and n >= limit:
-            break
     elapsed = time.perf_counter() - start
     if cpu is not None:
         cpu.append((time.process_time() - cpu_start) / n)
@@ -264,8 +262,6 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     count = args.images or (1000 if args.quick else 2000)
     repeats = args.repeats or (5 if args.quick else 11)
-    # Every contender runs whole epochs: a generator stopped mid-epoch keeps its
-    # prefetch thread busy into the next contender's timing.
 
     import tensorflow as tf
 
@@ -275,18 +271,18 @@ def main(argv=None) -> dict:
         root = Path(tmp) / "images"
         make_jpegs(root, count)
         contenders = {
-            "kerasflow": (kerasflow_dataset(root, cache=False), None),
-            "kerasflow_cached": (kerasflow_dataset(root, cache=True), None),
-            "image_dataset_from_directory": (idfd_dataset(root), None),
-            "handwritten": (handwritten_dataset(root), None),
-            "python_generator": (generator_dataset(root), None),
-            "python_generator_float": (generator_dataset(root, unit_floats=True), None),
+            "kerasflow": kerasflow_dataset(root, cache=False),
+            "kerasflow_cached": kerasflow_dataset(root, cache=True),
+            "image_dataset_from_directory": idfd_dataset(root),
+            "handwritten": handwritten_dataset(root),
+            "python_generator": generator_dataset(root),
+            "python_generator_float": generator_dataset(root, unit_floats=True),
         }
         rates: dict[str, list[float]] = {k: [] for k in contenders}
         cpu: dict[str, list[float]] = {k: [] for k in contenders}
         teardown: dict[str, list[float]] = {k: [] for k in contenders}
-        for ds, limit in contenders.values():  # warm-up; fills the kerasflow cache
-            epoch_rate(ds, limit)
+        for ds in contenders.values():  # warm-up; fills the kerasflow cache
+            epoch_rate(ds)
         names = list(contenders)
         order_rng = np.random.default_rng(1)
         for _ in range(repeats):
@@ -294,8 +290,7 @@ def main(argv=None) -> dict:
             # contender's predecessor the same, and the one after the Pillow generator
             # measured ~10% slower.)
             for name in order_rng.permutation(names):
-                ds, limit = contenders[name]
-                rates[name].append(epoch_rate(ds, limit, cpu[name], teardown[name]))
+                rates[name].append(epoch_rate(contenders[name], cpu[name], teardown[name]))
         med = {k: statistics.median(v) for k, v in rates.items()}
         stall = input_stall(root, steps=8 if args.quick else 12, chunks=3 if args.quick else 5)
     out = {

@@ -331,7 +331,7 @@ def evaluate_detection(
     report = mean_average_precision(
         dets, gts, prepared.num_classes, class_names=prepared.class_names
     )
-    report["split"] = split
+    report["split"], report["task"] = split, "detection"
     report["num_images"] = report["num_examples"] = len(dets)
     if grid_path is not None and images:
         prediction_grid_png(images, dets, gts, prepared.class_names, grid_path)
@@ -483,10 +483,7 @@ def evaluate_split_report(
 
     data = getattr(prepared, "data", prepared)
     grid = Path(out_dir) / f"predictions_{split}.png" if out_dir is not None else None
-    if grid is not None:
-        grid.parent.mkdir(parents=True, exist_ok=True)
     report = evaluate_detection(model, data, split, grid_path=grid)
-    report["task"] = "detection"
     if out_dir is not None:
         write_report_files(report, out_dir, split, run_id)
     return report
@@ -553,7 +550,6 @@ def train_detection(cfg, prepared, tracker, state, work: Path):
     report = evaluate_detection(model, prepared, test_split, grid_path=out / "predictions_test.png")
     test_ds = prepared.dataset(test_split, training=False, targets_fn=targets_fn)
     report["loss"] = float(model.evaluate(test_ds, verbose=0, return_dict=True)["loss"])
-    report["task"] = "detection"
     write_report_files(report, out, "test", tracker.run_id)  # the JSON and the HTML page
     test_metrics = {**scalar_metrics(report), "test_loss": report["loss"]}
     example = next(iter(prepared.dataset(test_split, training=False)))[0].numpy()[:2]
