@@ -180,11 +180,11 @@ def evaluate(model, config, split, out_dir, log_to_run, overrides):
         overrides=list(overrides),
         log_to_run=log_to_run,
     )
+    from kerasflow import tasks
+
     click.echo(f"{split} split: {report['num_examples']} examples")
-    for key in ("accuracy", "top3_accuracy", "macro_precision", "macro_recall", "macro_f1",
-                "map50", "map"):  # fmt: skip
-        if key in report:
-            click.echo(f"  {key:<18} {report[key]:.4f}")
+    for key, value in tasks.get(report["task"]).scalar_metrics(report, prefix="").items():
+        click.echo(f"  {key:<18} {value:.4f}")
     click.echo(f"Report written to {written}")
     click.echo(f"HTML report:       {written / f'report_{split}.html'}")
     if log_to_run:
@@ -219,12 +219,11 @@ def data():
 @_set_option
 def data_plan(config, overrides):
     """Print the tf.data plan, step by step, for each split."""
-    from kerasflow import pipelines
-    from kerasflow.pipelines.detection import prepare_detection
+    from kerasflow import tasks
 
     cfg = kerasflow.load_config(config, list(overrides))
-    prepare = prepare_detection if cfg.experiment.task == "detection" else pipelines.prepare
-    click.echo(prepare(cfg.data, cfg.experiment.seed).plan_text())
+    task = tasks.get(cfg.experiment.task)
+    click.echo(task.prepare(cfg.data, cfg.experiment.seed).plan_text())
 
 
 @data.command("preview")
@@ -276,7 +275,7 @@ def data_check(config, overrides):
 )
 def compare(refs, metrics, uri, out_dir):
     """Compare runs (run ids, or all runs of an experiment by name): a table and a plot."""
-    from kerasflow.training.compare import compare_runs
+    from kerasflow.training.comparison import compare_runs
 
     result = compare_runs(list(refs), list(metrics) or None, uri=uri, out_dir=out_dir)
     click.echo(result.to_text())
@@ -530,7 +529,7 @@ def models():
     "--task",
     type=click.Choice(["classification", "segmentation", "detection"]),
     default=None,
-    help="Only models of this task.",
+    help="Only models of this kind (multilabel tasks use classification models).",
 )
 @click.option(
     "--counts/--no-counts",

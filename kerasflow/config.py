@@ -39,7 +39,12 @@ class Section(BaseModel):
 # ---------------------------------------------------------------- experiment
 class ExperimentConfig(Section):
     name: str = "digits"
-    task: Literal["classification", "segmentation", "detection"] = "classification"
+    task: Literal["classification", "multilabel", "segmentation", "detection"] = Field(
+        default="classification",
+        description="what the model predicts: one class per image (classification), any number "
+        "of labels per image (multilabel), a class per pixel (segmentation) or boxes (detection); "
+        "it decides every `auto` default (loss, metrics, monitors, champion metric)",
+    )
     seed: int = 42
     deterministic: bool = Field(
         default=False, description="Enable TensorFlow op determinism (slower, bit-exact reruns)."
@@ -353,7 +358,11 @@ class ScheduleConfig(Section):
 
 
 class LossConfig(Section):
-    name: str = "sparse_categorical_crossentropy"
+    name: str = Field(
+        default="auto",
+        description="auto: the task's loss (sparse categorical cross-entropy, binary "
+        "cross-entropy for multilabel, CenterNet for detection); or a name the task accepts",
+    )
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -362,7 +371,10 @@ class CompileConfig(Section):
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    metrics: list[str] | Literal["auto"] = Field(
+        default="auto",
+        description="auto: the task's metrics; or a list of names the task accepts",
+    )
 
     @field_validator("optimizer", "loss", "schedule", mode="before")
     @classmethod
@@ -373,7 +385,11 @@ class CompileConfig(Section):
 
 # --------------------------------------------------------------------- train
 class MonitorConfig(Section):
-    monitor: str = "val_accuracy"
+    monitor: str = Field(
+        default="auto",
+        description="a per-epoch metric (val_ prefixed for the validation split); auto: the "
+        "task's headline validation metric (val_accuracy, val_mean_iou, val_map, val_micro_f1)",
+    )
     mode: Literal["auto", "min", "max"] = "auto"
 
 
@@ -413,13 +429,6 @@ class TrainConfig(Section):
 
 
 # ------------------------------------------------------------------ tracking
-CHAMPION_METRICS = {
-    "classification": "test_accuracy",
-    "segmentation": "test_mean_iou",
-    "detection": "test_map50",
-}
-
-
 class TrackingConfig(Section):
     enabled: bool = True
     uri: str | None = Field(
@@ -430,11 +439,14 @@ class TrackingConfig(Section):
     run_name: str | None = None
     registered_model: str | None = Field(default=None, description="default: experiment.name")
     register_model: bool = True
-    champion_metric: str | None = Field(
-        default=None,
-        description="default by task: test_accuracy, test_mean_iou (segmentation), test_map50 (detection)",
+    champion_metric: str = Field(
+        default="auto",
+        description="the test metric that decides the champion alias; auto: the task's "
+        "(test_accuracy, test_micro_f1, test_mean_iou, test_map50)",
     )
-    champion_mode: Literal["max", "min"] = "max"
+    champion_mode: Literal["auto", "max", "min"] = Field(
+        default="auto", description="auto: min for names with loss or error, else max"
+    )
     log_model: bool = True
 
 
@@ -570,6 +582,11 @@ class RunConfig(Section):
         default=None, description="write a serving SavedModel after training (off when absent)"
     )
 
+    @model_validator(mode="after")
+    def _task_model_and_source_agree(self):
+        check_task_agreement(self.experiment.task, self.model.name, self.data.source)
+        return self
+
     # ---- derived values, used across the package
     @property
     def tracking_experiment(self) -> str:
@@ -578,11 +595,6 @@ class RunConfig(Section):
     @property
     def registered_model_name(self) -> str:
         return self.tracking.registered_model or self.experiment.name
-
-    @property
-    def champion_metric(self) -> str:
-        """The test metric that decides the champion alias (set, or the task's headline metric)."""
-        return self.tracking.champion_metric or CHAMPION_METRICS[self.experiment.task]
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved config as plain data (what is saved with each run)."""
@@ -599,6 +611,76 @@ class RunConfig(Section):
         data = {k: v for k, v in self.to_dict().items() if k not in exclude}
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+# ------------------------------------------------------ task, model and data
+# The kind of registered model each task trains (models/registry.py's ``task``).
+MODEL_KIND = {
+    "classification": "classification",
+    "multilabel": "classification",
+    "segmentation": "segmentation",
+    "detection": "detection",
+}
+# Source kinds (pipelines.sources.describe_source) that can only feed one task,
+# and the tasks that can only read some kinds. A folder (class folders or VOC)
+# and TFDS/TFRecord names stay open: their reader checks the rest.
+SOURCE_TASK = {
+    "segmentation": "segmentation",
+    "coco": "detection",
+    "voc": "detection",
+    "synthetic:shapes_segmentation": "segmentation",
+    "synthetic:shapes_detection": "detection",
+    "synthetic:shapes_multilabel": "multilabel",
+}
+TASK_SOURCES = {
+    "detection": ("coco", "voc", "tfds", "synthetic:shapes_detection"),
+    "segmentation": (
+        "segmentation", "npz", "tfrecord", "tfds", "synthetic:shapes_segmentation",
+    ),
+    "multilabel": ("manifest", "npz", "tfrecord", "tfds", "synthetic:shapes_multilabel"),
+}  # fmt: skip
+
+
+def source_kind(source: str) -> str:
+    """What ``data.source`` names, without reading it (``coco``, ``voc``, ``folder``, ...)."""
+    from pathlib import Path as _Path
+
+    low = source.lower()
+    if low.startswith("synthetic:"):
+        return low
+    if low.endswith(".json"):
+        return "coco"
+    if (_Path(source) / "Annotations").is_dir():
+        return "voc"
+    from kerasflow.pipelines.sources import describe_source
+
+    return describe_source(source)
+
+
+def check_task_agreement(task: str, model_name: str, source: str) -> None:
+    """Raise ``ValueError`` when ``experiment.task``, the model and ``data.source`` disagree."""
+    from kerasflow.models import get_spec, names
+
+    kind = get_spec(model_name).task if model_name in names() else None
+    if kind is not None and kind != MODEL_KIND[task]:
+        fitting = ", ".join(names(MODEL_KIND[task]))
+        raise ValueError(
+            f"model.name {model_name!r} is a {kind} model but experiment.task is {task!r}. "
+            f"Choose one of: {fitting}. Received: model.name={model_name!r}"
+        )
+    found = source_kind(source)
+    owner = SOURCE_TASK.get(found)
+    if owner is not None and owner != task:
+        raise ValueError(
+            f"data.source {source!r} is a {owner} source but experiment.task is {task!r}. "
+            f"Set experiment.task: {owner}, or point data.source at {task} data."
+        )
+    allowed = TASK_SOURCES.get(task)
+    if allowed is not None and found not in allowed and found != "unknown":
+        raise ValueError(
+            f"experiment.task {task!r} cannot read data.source {source!r} (a {found} source). "
+            f"Use one of these kinds of source: {', '.join(allowed)}."
+        )
 
 
 # ------------------------------------------------------------------- loading

@@ -20,6 +20,12 @@ POOLINGS = ("avg", "max", "flatten", None)
 # ``registry.build(..., input_scaling=...)`` for the families it builds
 # (and the encoders they build in turn).
 _INPUT_SCALING: contextvars.ContextVar = contextvars.ContextVar("input_scaling", default=None)
+# The activation of the probabilities layer: softmax (one class per image or
+# pixel) or sigmoid (independent labels), set by ``registry.build(..., output_activation=...)``.
+_OUTPUT_ACTIVATION: contextvars.ContextVar = contextvars.ContextVar(
+    "output_activation", default="softmax"
+)
+OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 
 
 @contextlib.contextmanager
@@ -30,6 +36,20 @@ def input_scaling(scale_offset):
         yield
     finally:
         _INPUT_SCALING.reset(token)
+
+
+@contextlib.contextmanager
+def output_activation(kind: str):
+    """Within the block, :func:`probabilities` ends models with ``kind`` (softmax or sigmoid)."""
+    if kind not in OUTPUT_ACTIVATIONS:
+        raise ValueError(
+            f"output_activation must be one of {OUTPUT_ACTIVATIONS}. Received: {kind!r}"
+        )
+    token = _OUTPUT_ACTIVATION.set(kind)
+    try:
+        yield
+    finally:
+        _OUTPUT_ACTIVATION.reset(token)
 
 
 def model_input(input_shape, name: str):
@@ -269,8 +289,12 @@ def classifier_head(
 
 
 def probabilities(x, name: str):
-    """The float32 softmax every kerasflow model ends with (Grad-CAM and serving rely on it)."""
-    return layers.Activation("softmax", dtype="float32", name=f"{name}_probabilities")(x)
+    """The float32 softmax (or, under :func:`output_activation`, sigmoid) every model ends with.
+
+    Grad-CAM and serving rely on the layer's name ``f"{name}_probabilities"``.
+    """
+    kind = _OUTPUT_ACTIVATION.get()
+    return layers.Activation(kind, dtype="float32", name=f"{name}_probabilities")(x)
 
 
 @keras.saving.register_keras_serializable(package="kerasflow")

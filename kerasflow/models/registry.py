@@ -72,6 +72,7 @@ def build(
     *,
     model_name: str | None = None,
     input_scaling=None,
+    output_activation: str = "softmax",
     **params: Any,
 ):
     """Build an uncompiled functional ``keras.Model`` by registry name.
@@ -88,6 +89,8 @@ def build(
             model from kerasflow pipelines, which yield uint8 pixels) or a
             ``(scale, offset)`` pair of per-channel lists. ``None``: no scaling
             layer; the model takes its input as given.
+        output_activation: ``softmax`` (one class per image or pixel) or
+            ``sigmoid`` (independent labels: multi-label classification).
         **params: family-specific options (width, dropout, alpha, ...).
 
     Raises:
@@ -97,6 +100,7 @@ def build(
         >>> model = build("simple_cnn", (8, 8, 1), 10, input_scaling=cfg.data)
     """
     from kerasflow.models.layers import input_scaling as scaling_scope
+    from kerasflow.models.layers import output_activation as activation_scope
 
     spec = get_spec(name)
     kwargs = {**spec.defaults, **params}
@@ -108,7 +112,7 @@ def build(
             input_scaling = affine(input_scaling, channels=tuple(input_shape)[-1])
         scope = scaling_scope(input_scaling)
     try:
-        with scope:
+        with scope, activation_scope(output_activation):
             return spec.factory()(
                 input_shape=tuple(input_shape),
                 num_classes=int(num_classes),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from kerasflow.models.layers import model_input
+from kerasflow.models.layers import model_input, probabilities
 
 
 def simple_cnn(
@@ -74,5 +74,5 @@ def simple_cnn(
         if dropout:
             x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
         x = layers.Dense(num_classes, kernel_regularizer=reg, name=f"{name}_logits")(x)
-        x = layers.Activation("softmax", dtype="float32", name=f"{name}_probabilities")(x)
+        x = probabilities(x, name)
     return keras.Model(inputs, x, name=name)

@@ -1,7 +1,7 @@
 """Export a trained model as a TensorFlow SavedModel in the TF Serving layout.
 
 ``export(MODEL, out=DIR)`` writes ``DIR/<version>/saved_model.pb`` with three
-signatures (see :mod:`kerasflow.serving.signatures`): ``serving_default``
+signatures (built by the model's task, see :mod:`kerasflow.tasks`): ``serving_default``
 takes encoded image bytes, ``predict_images`` decoded uint8 images of any
 size, ``predict_tensor`` the model's own float input. The class names are a
 constant inside the graph (the ``class_name`` output) and are also written to
@@ -25,8 +25,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kerasflow import tasks
 from kerasflow.errors import ConfigError, DataError, ServingError
-from kerasflow.serving.signatures import SIGNATURES, serving_functions
+from kerasflow.tasks.base import SIGNATURES
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def next_version(base_dir: str | os.PathLike) -> int:
     return max(numbers, default=0) + 1
 
 
-def _check_shapes(model, data_config, class_names: list[str], task: str) -> None:
+def _check_shapes(model, data_config, class_names: list[str], task) -> None:
     shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
     want = (*(int(v) for v in data_config.image_size), int(data_config.channels))
     if shape is not None and tuple(int(v) if v is not None else v for v in shape) != want:
@@ -63,15 +64,11 @@ def _check_shapes(model, data_config, class_names: list[str], task: str) -> None
             f"The model's input shape {shape} does not match data.image_size and data.channels "
             f"{want} of the run config. Export with the config the model was trained with."
         )
-    classes = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    classes = task.num_classes(model) if getattr(model, "outputs", None) else None
     if classes is not None and classes != len(class_names):
         raise ServingError(
             f"The model predicts {classes} classes but the config names {len(class_names)}: "
             f"{class_names[:10]}. Set data.class_names to the model's classes."
-        )
-    if task not in ("classification", "segmentation"):
-        raise ServingError(
-            f"Export supports classification and segmentation models. Received: task={task!r}"
         )
 
 
@@ -79,18 +76,18 @@ def export_saved_model(
     model,
     out: str | os.PathLike,
     data_config,
-    class_names: list[str],
-    task: str = "classification",
+    contract: dict,
     version: int | None = None,
 ) -> ExportedModel:
-    """Write ``model`` with the serving signatures to ``out/<version>/``.
+    """Write ``model`` with its task's serving signatures to ``out/<version>/``.
 
     Args:
-        model: an in-memory Keras model (probabilities out).
+        model: an in-memory Keras model.
         out: the TF Serving base folder; each version is a numbered subfolder.
         data_config: the :class:`~kerasflow.config.DataConfig` it was trained with.
-        class_names: one name per class.
-        task: ``classification`` or ``segmentation``.
+        contract: the model's contract (``task``, ``class_names`` and what its
+            task adds, e.g. multi-label thresholds), from
+            :meth:`kerasflow.tasks.base.Task.contract`.
         version: the version folder (default: the next free number).
 
     Raises:
@@ -98,10 +95,8 @@ def export_saved_model(
     """
     import keras
 
-    if task == "detection":
-        from kerasflow.serving.detection import export_detection
-
-        return export_detection(model, out, data_config, class_names, version=version)
+    task = tasks.get(contract["task"])
+    class_names = [str(c) for c in contract["class_names"]]
     _check_shapes(model, data_config, class_names, task)
     base = Path(out)
     version = int(version) if version is not None else next_version(base)
@@ -119,7 +114,7 @@ def export_saved_model(
     try:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        functions = serving_functions(model, data_config, class_names, task)
+        functions = task.serving_functions(model, data_config, contract)
         for name in SIGNATURES:
             fn, spec = functions[name]
             archive.add_endpoint(name, fn, input_signature=spec)
@@ -128,19 +123,21 @@ def export_saved_model(
         assets.mkdir(exist_ok=True)
         (assets / CLASS_NAMES_FILE).write_text("".join(f"{c}\n" for c in class_names))
         metadata = {
-            "task": task,
-            "class_names": [str(c) for c in class_names],
+            **{k: v for k, v in contract.items() if k not in ("task", "class_names")},
+            "task": task.name,
+            "class_names": class_names,
             "image_size": list(data_config.image_size),
             "channels": int(data_config.channels),
             "signatures": list(SIGNATURES),
+            **task.serving_metadata(contract),
             "data": data_config.model_dump(mode="json"),
         }
         (assets / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
         os.replace(staging / "model", target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.info("exported SavedModel version %d to %s", version, target)
-    return ExportedModel(path=target, version=version, class_names=list(class_names), task=task)
+    log.info("exported %s SavedModel version %d to %s", task.name, version, target)
+    return ExportedModel(path=target, version=version, class_names=class_names, task=task.name)
 
 
 def read_metadata(saved_model_dir: str | os.PathLike) -> dict:
@@ -154,23 +151,25 @@ def read_metadata(saved_model_dir: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
-def class_names_for(cfg, num_classes: int | None = None) -> list[str]:
-    """Class names of a run config: ``data.class_names``, else the data source's own names."""
-    if cfg.data.class_names:
-        return [str(c) for c in cfg.data.class_names]
-    from kerasflow import pipelines
+def contract_for(cfg, model) -> dict:
+    """The contract of ``model`` trained with run config ``cfg`` (class names and task extras).
 
+    With ``data.class_names`` set and nothing else to compute, the data is not read;
+    otherwise the task derives it from the config's data (e.g. multi-label
+    thresholds on the validation split). Without readable data, class ids stand in.
+    """
+    task = tasks.get(cfg.experiment.task)
     try:
-        return [str(c) for c in pipelines.load_source(cfg.data).class_names]
+        data = task.training_data(task.prepare(cfg.data, cfg.experiment.seed), model)
     except DataError as exc:
-        if num_classes is None:
-            raise
-        log.warning("cannot read class names from data.source (%s); using class ids", exc)
-        return [str(i) for i in range(num_classes)]
+        names = [str(c) for c in cfg.data.class_names or range(task.num_classes(model))]
+        log.warning("cannot read data.source (%s); exporting class names %s", exc, names[:10])
+        return {"task": task.name, "class_names": names}
+    return task.contract(model, data)
 
 
 def _config_for(model: str, config, overrides, uri: str | None):
-    from kerasflow.tracking import registry
+    from kerasflow.tracking import model_registry as registry
 
     return registry.config_for_model(model, config, overrides, uri)
 
@@ -179,9 +178,9 @@ def load_for_export(model: str, config=None, overrides=None, uri: str | None = N
     """The Keras model behind a MODEL argument and its run config.
 
     Only safe loaders are used: ``.keras`` files with ``safe_mode=True`` and
-    MLflow's Keras flavor (see :func:`kerasflow.tracking.registry.load_model`).
+    MLflow's Keras flavor (see :func:`kerasflow.tracking.model_registry.load_model`).
     """
-    from kerasflow.tracking import registry
+    from kerasflow.tracking import model_registry as registry
 
     cfg = _config_for(model, config, overrides, uri)
     keras_model = registry.load_model(model, uri or cfg.tracking.uri)
@@ -218,24 +217,10 @@ def export(
             raise ConfigError("Exporting an in-memory model needs its run config: pass config=.")
         keras_model = model
         cfg = _config_for("", config, overrides, uri)
-    num_classes = keras_model.outputs[0].shape[-1] if keras_model.outputs else None
-    if cfg.experiment.task == "detection":
-        from kerasflow.serving.detection import detection_class_names
-
-        names = detection_class_names(cfg)
-    else:
-        names = class_names_for(cfg, num_classes)
-    return export_saved_model(
-        keras_model,
-        out,
-        cfg.data,
-        names,
-        cfg.experiment.task,
-        version=version,
-    )
+    return export_saved_model(keras_model, out, cfg.data, contract_for(cfg, keras_model), version)
 
 
-def export_after_training(cfg, model, class_names, tracker, registered, work_dir) -> Path | None:
+def export_after_training(cfg, model, contract, tracker, registered, work_dir) -> Path | None:
     """The automatic export at the end of a run whose config has an ``export:`` section.
 
     Writes the SavedModel, logs it to the run under ``export/<version>``, logs a
@@ -245,12 +230,10 @@ def export_after_training(cfg, model, class_names, tracker, registered, work_dir
     spec = cfg.export
     if spec is None or not spec.enabled:
         return None
-    from kerasflow.tracking import models as tracked
+    from kerasflow.serving import mlflow_model as tracked
 
     base = Path(spec.dir) if spec.dir else Path(work_dir) / "export"
-    exported = export_saved_model(
-        model, base, cfg.data, list(class_names), cfg.experiment.task, version=spec.version
-    )
+    exported = export_saved_model(model, base, cfg.data, contract, version=spec.version)
     if not tracker.enabled:
         return exported.path
     tags = {

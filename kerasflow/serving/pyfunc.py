@@ -124,7 +124,8 @@ class ServingModel(PythonModel):
     def load_context(self, context):
         import tensorflow as tf
 
-        from kerasflow.serving import signatures as sig
+        from kerasflow import tasks
+        from kerasflow.tasks import base as sig
 
         path = Path(context.artifacts[SAVED_MODEL_ARTIFACT])
         self._loaded = tf.saved_model.load(str(path))
@@ -132,7 +133,8 @@ class ServingModel(PythonModel):
         self._images = self._loaded.signatures[sig.IMAGES_SIGNATURE]
         self._tensor = self._loaded.signatures[sig.TENSOR_SIGNATURE]
         meta = json.loads((path / "assets" / "kerasflow.json").read_text())
-        self.task = meta["task"]
+        self.task = tasks.get(meta["task"])
+        self.contract = meta
         self.class_names = meta["class_names"]
         self.input_shape = (*meta["image_size"], meta["channels"])
         config = context.model_config or {}
@@ -224,22 +226,7 @@ class ServingModel(PythonModel):
         raise RequestError("The images could not be decoded together; send them one by one.")
 
     def _response(self, outputs) -> list[dict]:
-        if self.task == "detection":
-            from kerasflow.serving.detection import json_predictions
-
-            return json_predictions(outputs)
-        probs = outputs["probabilities"].numpy()
-        if self.task == "segmentation":
-            return [{"class_map": m.tolist()} for m in outputs["class_map"].numpy()]
-        ids = outputs["class_id"].numpy()
-        return [
-            {
-                "class_id": int(i),
-                "class_name": self.class_names[int(i)],
-                "probabilities": p.tolist(),
-            }
-            for i, p in zip(ids, probs, strict=True)
-        ]
+        return self.task.json_predictions(outputs, self.contract)
 
 
 def _first_line(text: str) -> str:

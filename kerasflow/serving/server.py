@@ -117,8 +117,8 @@ def prepare_serving_model(
     uri: str | None = None,
 ) -> str:
     """A local path or MLflow URI of a serving model for MODEL, exporting into ``workdir`` if needed."""
+    from kerasflow.serving import mlflow_model as tracked
     from kerasflow.serving.export import export, read_metadata
-    from kerasflow.tracking import models as tracked
 
     limit = DEFAULT_MAX_PAYLOAD_MB if max_payload_mb is None else max_payload_mb
     path = Path(model)
@@ -153,7 +153,7 @@ def build_app(
     ``max_payload_mb`` None uses the limit saved with the model (the run's
     ``export.max_payload_mb``), else 16 MB.
     """
-    from kerasflow.tracking import models as tracked
+    from kerasflow.serving import mlflow_model as tracked
 
     dst = Path(workdir) / "downloaded" if workdir is not None else None
     pyfunc_model = tracked.load_serving_model(model_uri, max_payload_mb, uri, dst)

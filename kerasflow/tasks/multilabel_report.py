@@ -27,9 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import html
-import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +35,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from kerasflow.errors import DataError
+from kerasflow.tasks import report_html
+from kerasflow.tasks.base import safe_metric_name
 
 DEFAULT_THRESHOLD = 0.5
 TOP_COOCCURRENCES = 10
@@ -312,11 +311,6 @@ def _top_cooccurrences(labels: np.ndarray, names: list[str]) -> list[dict]:
 
 
 # ----------------------------------------------------------------- MLflow scalars
-def safe_metric_name(name: str) -> str:
-    """``name`` with every character other than letters, digits, ``_``, ``-`` and ``.`` made ``_``."""
-    return re.sub(r"[^0-9A-Za-z_.\-]", "_", str(name))
-
-
 def scalar_metrics(report: dict, prefix: str = "test_") -> dict[str, float]:
     """Flat MLflow metrics of a :func:`multilabel_report`.
 
@@ -440,33 +434,13 @@ def _per_label_png(report: dict, path: Path) -> Path:
 
 
 # ----------------------------------------------------------------- HTML
-def _fmt(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return html.escape(str(value))
-
-
-def _table(headers: list[str], rows: list[list]) -> str:
-    def cells(values, tag, fmt):
-        return "".join(
-            f'<{tag} class="name">{fmt(v)}</{tag}>' if i == 0 else f"<{tag}>{fmt(v)}</{tag}>"
-            for i, v in enumerate(values)
-        )
-
-    head = cells(headers, "th", html.escape)
-    body = "".join(f"<tr>{cells(row, 'td', _fmt)}</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 def html_section(report: dict) -> str:
     """An HTML fragment with the headline metrics and the per-label table.
 
     Numbers show with four decimals; an undefined value (AP of a label
     without positives) shows as a dash. Names are HTML-escaped.
     """
-    headline = _table(
+    headline = report_html.table(
         ["metric", "value"],
         [
             ["micro F1", report["micro_f1"]],
@@ -481,7 +455,7 @@ def html_section(report: dict) -> str:
             ["labels per example (predicted)", report["predicted_label_cardinality"]],
         ],
     )
-    per_label = _table(
+    per_label = report_html.table(
         ["label", "support", "threshold", "precision", "recall", "F1", "AP"],
         [
             [

@@ -1,7 +1,7 @@
 """MLflow tracking: the default store, run logging, the Keras callback, the model registry."""
 
-from kerasflow.tracking.logging import MlflowCallback, RunTracker, flatten_params, start_tracker
 from kerasflow.tracking.store import default_tracking_uri, resolve_tracking_uri
+from kerasflow.tracking.tracker import MlflowCallback, RunTracker, flatten_params, start_tracker
 
 __all__ = [
     "MlflowCallback",

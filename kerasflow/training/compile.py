@@ -1,4 +1,4 @@
-"""Compile a model from the ``compile:`` section: optimizer, schedule, loss, metrics by name."""
+"""Compile a model from the ``compile:`` section: the optimizer and schedule; the task picks loss and metrics."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import math
 
 import keras
 
-from kerasflow import models
+from kerasflow import tasks
 from kerasflow.errors import ConfigError
-from kerasflow.training.losses import get_loss
-from kerasflow.training.metrics import get_metric
-from kerasflow.training.schedules import EpochSchedule
+from kerasflow.models.schedules import EpochSchedule
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
 
@@ -64,26 +62,17 @@ def build_optimizer(
     )
 
 
-def build_loss(compile_config):
-    loss = compile_config.loss
-    kwargs = dict(loss.params)
-    if loss.label_smoothing:
-        kwargs["label_smoothing"] = loss.label_smoothing
-    return get_loss(loss.name, **kwargs)
-
-
-def build_metrics(compile_config, num_classes: int) -> list:
-    return [get_metric(name, num_classes) for name in compile_config.metrics]
-
-
 def compile_model(
-    model: keras.Model, compile_config, steps_per_epoch: int, epochs: int, num_classes: int
+    model: keras.Model, task, compile_config, steps_per_epoch: int, epochs: int, num_classes: int
 ):
-    """Compile ``model`` in place from the config (keywords only: Keras 3's third positional is loss_weights)."""
+    """Compile ``model`` in place: the config's optimizer, the task's loss and metrics.
+
+    Keywords only: Keras 3's third positional argument is ``loss_weights``.
+    """
     model.compile(
         optimizer=build_optimizer(compile_config, steps_per_epoch, epochs),
-        loss=build_loss(compile_config),
-        metrics=build_metrics(compile_config, num_classes),
+        loss=task.loss(compile_config, num_classes),
+        metrics=task.metric_objects(compile_config, num_classes),
     )
     return model
 
@@ -99,24 +88,15 @@ def build_compiled_model(cfg, prepared, compile_config=None) -> keras.Model:
     """A fresh model of the run config ``cfg`` for ``prepared`` data, compiled.
 
     The one build-and-compile step of ``train()``, the tuner's trials and the
-    distributed loop's local copy.
+    distributed loop's local copy, for every task: the task builds its model
+    (head included) and chooses its loss and metrics.
 
     Args:
         compile_config: the ``compile:`` section to use (default ``cfg.compile``;
             ``train()`` passes the one scaled for its replicas).
     """
+    task = tasks.get(cfg.experiment.task)
     compile_config = compile_config or cfg.compile
-    if cfg.experiment.task == "detection":
-        from kerasflow.training.detection import build_compiled_detector
-
-        return build_compiled_detector(cfg, prepared, compile_config)
-    # The pipelines hand over uint8 pixels; the model's first layer applies data.normalize.
-    model = models.build(
-        cfg.model.name,
-        prepared.input_shape,
-        prepared.num_classes,
-        input_scaling=cfg.data,
-        **cfg.model.params,
-    )
+    model = task.build_model(cfg, prepared)
     steps = steps_per_epoch(cfg, prepared)
-    return compile_model(model, compile_config, steps, cfg.train.epochs, prepared.num_classes)
+    return compile_model(model, task, compile_config, steps, cfg.train.epochs, prepared.num_classes)

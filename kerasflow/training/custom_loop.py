@@ -32,9 +32,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasflow import tasks
 from kerasflow.errors import WorkerLostError
 from kerasflow.pipelines.sharding import sharded_dataset
-from kerasflow.training.compile import build_compiled_model, build_loss, build_metrics
+from kerasflow.training.compile import build_compiled_model
 from kerasflow.training.distribute import Distribution, scaled_compile_config
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,10 @@ class _Steps:
         self.model = model
         self.global_batch = cfg.data.batch_size
         with strategy.scope():
-            self.loss_fn = build_loss(cfg.compile)
+            task = tasks.get(cfg.experiment.task)
+            self.loss_fn = task.loss(cfg.compile, num_classes)
             self.loss = keras.metrics.Mean(name="loss")
-            self.metrics = build_metrics(cfg.compile, num_classes)
+            self.metrics = task.metric_objects(cfg.compile, num_classes)
         self.strategy = strategy
 
         def train_replica(x, y):

@@ -370,10 +370,18 @@ def load_images(paths, data_config) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def _display(images, data_config):
-    from kerasflow.training.evaluate import display_images
+def _display(images):
+    from kerasflow.tasks.base import display_images
 
-    return display_images(images, data_config)
+    return display_images(images)
+
+
+def _label_text(names: list[str], label) -> str:
+    """A class id's name, or the names of a multi-hot row joined by ``|``."""
+    label = np.asarray(label)
+    if label.ndim == 0:
+        return names[int(label)]
+    return "|".join(names[i] for i in np.flatnonzero(label)) or "(none)"
 
 
 def write_split_explanations(
@@ -387,8 +395,8 @@ def write_split_explanations(
     Returns:
         The files written (none for an empty split or ``count`` 0).
     """
-    from kerasflow.training import plots
-    from kerasflow.training.evaluate import take_examples
+    from kerasflow.tasks import plots
+    from kerasflow.tasks.base import take_examples
 
     n = min(int(count), prepared.size(split))
     if n <= 0:
@@ -398,14 +406,12 @@ def write_split_explanations(
     labels = prepared.labels(split)[:n]
     names = prepared.class_names
     titles = [
-        f"true {names[t]} / pred {names[p]} ({result.probabilities[i, p]:.2f})"
+        f"true {_label_text(names, t)} / pred {names[p]} ({result.probabilities[i, p]:.2f})"
         for i, (t, p) in enumerate(zip(labels, result.predictions, strict=True))
     ]
     safe = method.replace("++", "pp")
     path = Path(out_dir) / f"explanations_{split}_{safe}.png"
-    plots.explanation_grid_png(
-        _display(images, prepared.data_config), result.heatmaps, titles, path
-    )
+    plots.explanation_grid_png(_display(images), result.heatmaps, titles, path)
     return [path]
 
 
@@ -435,23 +441,23 @@ def explain_files(
         One dict per image: ``image``, ``overlay``, ``predicted``, ``target``,
         ``probability`` (of the predicted class) and class names when known.
     """
-    from kerasflow import pipelines
-    from kerasflow.tracking import registry
-    from kerasflow.training import plots
-    from kerasflow.training.evaluate import resolve_config
+    from kerasflow import tasks
+    from kerasflow.tasks import plots
+    from kerasflow.tracking import model_registry
 
-    cfg = resolve_config(model, config, overrides)
-    keras_model = registry.load_model(model, cfg.tracking.uri)
+    cfg = model_registry.config_for_model(model, config, overrides)
+    keras_model = model_registry.load_model(model, cfg.tracking.uri)
     images = load_images(paths, cfg.data)
     result = explain(keras_model, images, method, target, **options)
     try:
-        names = pipelines.prepare(cfg.data, cfg.experiment.seed).class_names
+        task = tasks.get(cfg.experiment.task)
+        names = task.prepare(cfg.data, cfg.experiment.seed).class_names
     except DataError as exc:  # the data may live elsewhere than the model
         log.warning("class names unavailable (%s); reporting class ids", exc)
         names = None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shown = _display(images, cfg.data)
+    shown = _display(images)
     safe = method.replace("++", "pp")
     rows = []
     for i, path in enumerate(paths):

@@ -23,13 +23,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from kerasflow import pipelines
+from kerasflow import tasks
 from kerasflow.config import RunConfig, as_config
 from kerasflow.errors import ConfigError, WorkerLostError
-from kerasflow.serving.export import export_after_training as _export_after_training
-from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
-from kerasflow.tracking import registry as model_registry
-from kerasflow.training import custom_loop, distribute, plots
+from kerasflow.serving.export import export_after_training
+from kerasflow.tasks import plots
+from kerasflow.tasks.base import metric_mode
+from kerasflow.tracking import MlflowCallback, RunTracker, model_registry, start_tracker
+from kerasflow.tracking import runs as mlflow_runs
+from kerasflow.training import custom_loop, distribute
 from kerasflow.training import evaluate as evaluation
 from kerasflow.training.compile import build_compiled_model, steps_per_epoch
 
@@ -101,16 +103,6 @@ def _verbosity(setting) -> int:
     return int(setting)
 
 
-def _monitor(name: str, has_validation: bool) -> str:
-    return name if has_validation or not name.startswith("val_") else name.removeprefix("val_")
-
-
-def _mode(monitor: str, mode: str) -> str:
-    if mode != "auto":
-        return mode
-    return "min" if "loss" in monitor or "error" in monitor else "max"
-
-
 def set_seeds(config: RunConfig) -> None:
     keras.utils.set_random_seed(config.experiment.seed)
     if config.experiment.deterministic:
@@ -176,14 +168,22 @@ def train(
             f"seed)). Received data.source={prepared.data_config.source!r}, "
             f"config data.source={cfg.data.source!r}"
         )
-    dist = distribute.setup(cfg.train)  # first: it may split the CPU into logical devices
+    task = tasks.get(cfg.experiment.task)
+    task.check_config(cfg)  # loss, metrics and monitors, before any data is read
+    dist = distribute.setup(cfg.train)  # it may split the CPU into logical devices
+    if dist.custom_loop and not task.multi_worker:
+        raise ConfigError(
+            f"train.strategy {cfg.train.strategy!r} runs kerasflow's multi-worker loop, which "
+            f"does not support experiment.task {task.name!r} (its data cannot be sharded per "
+            "worker). Use train.strategy: mirrored (one machine, several devices) or default."
+        )
     if not dist.is_chief:  # only the chief logs to MLflow (tracking is not in the fingerprint)
         cfg = cfg.model_copy(
             update={"tracking": cfg.tracking.model_copy(update={"enabled": False})}
         )
     set_seeds(cfg)
     work = work_dir_for(cfg)
-    prepared = _prepare(cfg) if prepared is None else prepared
+    prepared = task.prepare(cfg.data, cfg.experiment.seed) if prepared is None else prepared
     other_split = prepared.seed != cfg.experiment.seed
     if other_split:  # its state must not mix with that of a run on the config's own split
         work = work.with_name(f"{work.name}-split{prepared.seed}")
@@ -194,7 +194,7 @@ def train(
         tracker.set_tags({"kerasflow.split_seed": str(prepared.seed)})
     state.update(run_id=tracker.run_id, status="running", config=cfg.to_dict())
     try:
-        result = _train(cfg, prepared, tracker, state, work)
+        result = _train(cfg, task, prepared, tracker, state, work)
     except KeyboardInterrupt:
         tracker.end("KILLED")
         state.update(status="killed")
@@ -211,17 +211,7 @@ def train(
     return result
 
 
-def _prepare(cfg: RunConfig):
-    if cfg.experiment.task == "detection":
-        from kerasflow.pipelines.detection import prepare_detection
-
-        return prepare_detection(cfg.data, cfg.experiment.seed)
-    return pipelines.prepare(cfg.data, cfg.experiment.seed)
-
-
-def log_run_inputs(
-    cfg: RunConfig, prepared, model, tracker: RunTracker, target: str = "label"
-) -> None:
+def log_run_inputs(cfg: RunConfig, prepared, model, tracker: RunTracker) -> None:
     """Log what a run starts from: params, config, model summary, split assignment, skipped files."""
     tracker.log_params(cfg.to_dict())
     tracker.set_tags({"kerasflow.model": cfg.model.name, "kerasflow.task": cfg.experiment.task})
@@ -229,14 +219,14 @@ def log_run_inputs(
         {
             "model.num_params": model.count_params(),
             "data.num_classes": prepared.num_classes,
-            **{f"data.size.{s}": prepared.size(s) for s in prepared.indices},
+            **{f"data.size.{s}": prepared.size(s) for s in ("train", "validation", "test")},
         }
     )
     tracker.log_text(cfg.to_yaml(), "config.yaml")
     lines: list[str] = []
     model.summary(print_fn=lambda s, **_: lines.append(s))
     tracker.log_text("\n".join(lines), "model_summary.txt")
-    rows = [f"key,split,{target}"] + [f"{k},{s},{y}" for k, s, y in prepared.split_table()]
+    rows = ["key,split,target"] + [f"{k},{s},{y}" for k, s, y in prepared.split_table()]
     tracker.log_text("\n".join(rows) + "\n", "splits.csv")
     skipped = getattr(prepared, "skipped", None) or []
     tracker.log_metrics({"data_skipped_files": float(len(skipped))})
@@ -254,47 +244,28 @@ def _history(tracker: RunTracker, fit_history, initial_epoch: int) -> dict[str, 
     }
 
 
-def task_monitor(cfg: RunConfig, has_val: bool):
-    """``(name, mode) -> (monitored key, mode)`` for the config's task.
+def monitor_for(cfg: RunConfig, setting, has_val: bool) -> tuple[str, str]:
+    """``(key in the epoch's logs, mode)`` of a monitor section (checkpoint, early stopping).
 
-    ``val_`` names lose their prefix without a validation split and ``auto``
-    modes are inferred from the name; a detection run monitors mAP (``max``)
-    where a classification metric is named.
+    ``auto`` is the task's headline validation metric; ``val_`` names lose their
+    prefix without a validation split; ``auto`` modes follow the name.
     """
-
-    def monitor(name: str, mode: str) -> tuple[str, str]:
-        if cfg.experiment.task == "detection":
-            from kerasflow.training.detection import detection_monitor
-
-            key, forced = detection_monitor(name, has_val)
-            return key, forced or _mode(key, mode)
-        key = _monitor(name, has_val)
-        return key, _mode(key, mode)
-
-    return monitor
+    task = tasks.get(cfg.experiment.task)
+    key = task.resolve_monitor(setting.monitor, cfg.compile, has_val)
+    return key, metric_mode(key, setting.mode)
 
 
-def epoch_metric_callbacks(cfg: RunConfig, prepared, has_val: bool) -> tuple:
-    """Callbacks that add the task's own metrics to each epoch's logs (detection: ``val_map50``).
-
-    Keras passes one logs dict to every callback in order, so these must come
-    before whatever reads them: MLflow logging, checkpoints, early stopping, a
-    tuner's objective (``History`` comes last).
-    """
-    if cfg.experiment.task != "detection":
-        return ()
-    from kerasflow.training.detection import MapCallback
-
-    data = getattr(prepared, "data", prepared)  # the tuner's data yields dense targets
-    return (MapCallback(data, "validation" if has_val else "train"),)
+def evaluation_split(data) -> str:
+    """The split that per-epoch validation metrics use: validation, else train."""
+    return "validation" if data.size("validation") > 0 else "train"
 
 
-def early_stopping(cfg: RunConfig, monitor) -> list[keras.callbacks.Callback]:
-    """``train.early_stopping`` as a callback (none when disabled); ``monitor`` as in build_callbacks."""
+def early_stopping(cfg: RunConfig, has_val: bool) -> list[keras.callbacks.Callback]:
+    """``train.early_stopping`` as a callback (none when disabled)."""
     es = cfg.train.early_stopping
     if not es.enabled:
         return []
-    key, mode = monitor(es.monitor, es.mode)
+    key, mode = monitor_for(cfg, es, has_val)
     return [
         keras.callbacks.EarlyStopping(
             monitor=key, mode=mode, patience=es.patience, min_delta=es.min_delta
@@ -302,7 +273,7 @@ def early_stopping(cfg: RunConfig, monitor) -> list[keras.callbacks.Callback]:
     ]
 
 
-def fit_input(cfg: RunConfig, prepared, train_ds) -> tuple:
+def fit_input(cfg: RunConfig, data, train_ds) -> tuple:
     """``(training dataset, steps per epoch)`` as :func:`train` hands them to ``model.fit``.
 
     Repeated, with one pass of steps per epoch (or ``train.steps_per_epoch``),
@@ -314,16 +285,18 @@ def fit_input(cfg: RunConfig, prepared, train_ds) -> tuple:
     order of examples and augmentation draws depends on how the dataset is
     iterated).
     """
-    return train_ds.repeat(), steps_per_epoch(cfg, prepared)
+    return train_ds.repeat(), steps_per_epoch(cfg, data)
 
 
-def fit_model(model, cfg: RunConfig, prepared, train_ds, val_ds, callbacks, initial_epoch=0):
-    """``model.fit`` as every kerasflow training runs it (train, detection, tuner trials).
+def fit_model(model, cfg: RunConfig, data, callbacks, initial_epoch=0):
+    """``model.fit`` as every kerasflow training runs it (train and tuner trials, every task).
 
-    Feeds :func:`fit_input`'s dataset and steps, so a tuner trial of a config
-    trains exactly as ``kerasflow train`` of it. Returns the History.
+    Reads the task's training data (:meth:`kerasflow.tasks.base.Task.training_data`);
+    feeds :func:`fit_input`'s dataset and steps. Returns the History.
     """
-    fit_ds, steps = fit_input(cfg, prepared, train_ds)
+    train_ds = data.dataset("train")
+    val_ds = data.dataset("validation", training=False) if data.size("validation") else None
+    fit_ds, steps = fit_input(cfg, data, train_ds)
     return model.fit(
         fit_ds,
         validation_data=val_ds,
@@ -336,25 +309,20 @@ def fit_model(model, cfg: RunConfig, prepared, train_ds, val_ds, callbacks, init
 
 
 def build_callbacks(
-    cfg: RunConfig,
-    tracker: RunTracker,
-    state: RunState,
-    work: Path,
-    has_val: bool,
-    monitor=None,
-    extra: tuple = (),
+    cfg: RunConfig, tracker: RunTracker, state: RunState, work: Path, data
 ) -> tuple[list[keras.callbacks.Callback], Path, str, int]:
-    """The callbacks every task's fit uses, in the order that makes resuming exact.
+    """The callbacks every run's fit uses, in the order that makes resuming exact.
 
-    Args:
-        monitor: ``(name, mode) -> (monitored key, mode)``; default: :func:`task_monitor`.
-        extra: callbacks that add metrics to the epoch's logs (they run first).
+    The task's epoch metrics come first (they add to the logs that MLflow
+    logging, the checkpoint and early stopping read).
 
     Returns:
         (callbacks, best checkpoint path, checkpoint monitor, epoch to resume from)
     """
-    monitor = monitor or task_monitor(cfg, has_val)
-    ck_monitor, ck_mode = monitor(cfg.train.checkpoint.monitor, cfg.train.checkpoint.mode)
+    task = tasks.get(cfg.experiment.task)
+    split = evaluation_split(data)
+    has_val = split == "validation"
+    ck_monitor, ck_mode = monitor_for(cfg, cfg.train.checkpoint, has_val)
     best_path = work / "best.weights.h5"
     checkpoint = keras.callbacks.ModelCheckpoint(
         str(best_path),
@@ -366,11 +334,11 @@ def build_callbacks(
     )
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.TerminateOnNaN(),
-        *extra,
+        *task.epoch_callbacks(data, split),
         MlflowCallback(tracker) if tracker.enabled else keras.callbacks.Callback(),
         checkpoint,
         _BestTracker(checkpoint, state),
-        *early_stopping(cfg, monitor),
+        *early_stopping(cfg, has_val),
     ]
     backup_dir = work / "backup"
     initial_epoch = 0
@@ -398,45 +366,76 @@ def restore_best(model: keras.Model, best_path: Path, monitor: str) -> None:
 def finish_run(
     cfg: RunConfig,
     model: keras.Model,
-    class_names: list[str],
-    report: dict,
-    test_metrics: dict[str, float],
-    history: dict[str, dict[int, float]],
-    example,
+    data,
     tracker: RunTracker,
-    work: Path,
-    initial_epoch: int,
+    out: Path,
+    *,
+    history: dict[str, dict[int, float]] | None = None,
+    work: Path | None = None,
+    initial_epoch: int = 0,
+    register_tags: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Log the test metrics and every artifact, log and register the model, export it."""
-    out = work / "artifacts"
-    (out / "evaluation_test.json").write_text(json.dumps(report, indent=2))
+    """The end of every run (``train()`` and a search's best trial), for every task.
+
+    Takes the trained model's contract from the task, evaluates the test split
+    through the task (report, figures, HTML page, explanations), logs the test
+    metrics and every file in ``out``, logs and registers the model (the
+    champion alias moves only when it wins), and exports it when the config
+    has an ``export:`` section.
+
+    Args:
+        data: the task's training data (what ``fit`` read).
+        out: the folder the report files go to (logged to the run).
+        register_tags: extra tags of the registered model version.
+    """
+    task = tasks.get(cfg.experiment.task)
+    out.mkdir(parents=True, exist_ok=True)
+    contract = task.contract(model, data)
+    test_split = "test" if data.size("test") else evaluation_split(data)
+    report = evaluation.evaluate_split(
+        model, data, test_split, task, contract, out_dir=out, run_id=tracker.run_id
+    )
+    report["loss"] = float(
+        model.evaluate(data.dataset(test_split, training=False), verbose=0, return_dict=True)[
+            "loss"
+        ]
+    )
+    evaluation.add_run_explanations(model, data, report, out, task, cfg.train, tracker.run_id)
+    test_metrics = task.scalar_metrics(report)
     tracker.log_metrics(test_metrics)
     artifacts = sorted(p.name for p in out.iterdir())
     for path in sorted(out.iterdir()):
         tracker.log_artifact(path)
     model_uri = registered = None
     if tracker.enabled and cfg.tracking.log_model:
+        example = next(iter(data.dataset(test_split, training=False)))[0].numpy()[:2]
+        # A search re-run after it ended must not register its best model twice.
+        existing = mlflow_runs.run_tags(tracker.run_id, tracker.uri).get(
+            "kerasflow.registered_version"
+        )
         model_uri = tracker.log_keras_model(model, example)
-        if cfg.tracking.register_model:
+        if cfg.tracking.register_model and not existing:
+            metric, mode = task.champion_metric(cfg.tracking)
             registered = model_registry.register(
                 model_uri,
                 cfg.registered_model_name,
                 tracker.run_id,
-                metric=cfg.champion_metric,
-                mode=cfg.tracking.champion_mode,
+                metric=metric,
+                mode=mode,
                 uri=tracker.uri,
+                tags=register_tags,
             )
             tracker.set_tags({"kerasflow.registered_version": registered.version})
-    _export_after_training(cfg, model, class_names, tracker, registered, work)
+    export_after_training(cfg, model, contract, tracker, registered, work or out.parent)
     return TrainResult(
         model=model,
-        history=history,
+        history=history or {},
         test_metrics=test_metrics,
         report=report,
         run_id=tracker.run_id,
         model_uri=model_uri,
         registered=registered,
-        work_dir=work,
+        work_dir=work or out.parent,
         config=cfg,
         initial_epoch=initial_epoch,
         artifacts=artifacts,
@@ -444,12 +443,8 @@ def finish_run(
 
 
 def _train(
-    cfg: RunConfig, prepared, tracker: RunTracker, state: RunState, work: Path
+    cfg: RunConfig, task, prepared, tracker: RunTracker, state: RunState, work: Path
 ) -> TrainResult:
-    if cfg.experiment.task == "detection":
-        from kerasflow.training.detection import train_detection
-
-        return train_detection(cfg, prepared, tracker, state, work)
     dist = distribute.setup(cfg.train)  # cached: the strategy train() set up
     # data.batch_size is the global batch, split over the replicas.
     steps = steps_per_epoch(cfg, prepared)
@@ -458,44 +453,25 @@ def _train(
     set_seeds(cfg)
     with dist.scope():
         model = build_compiled_model(cfg, prepared, distribute.scaled_compile_config(cfg, dist))
+    data = task.training_data(prepared, model)
     out = work / "artifacts"
     out.mkdir(parents=True, exist_ok=True)
     if not tracker.resumed:
         log_run_inputs(cfg, prepared, model, tracker)
 
-    has_val = prepared.size("validation") > 0
     callbacks, best_path, ck_monitor, initial_epoch = build_callbacks(
-        cfg, tracker, state, work, has_val
+        cfg, tracker, state, work, data
     )
-
-    train_ds = prepared.dataset("train")
-    val_ds = prepared.dataset("validation") if has_val else None
     if dist.custom_loop:  # multi-worker: Keras' fit fails there (see training/custom_loop.py)
-        loop = custom_loop.fit(model, prepared, cfg, dist, callbacks, work, steps)
+        loop = custom_loop.fit(model, data, cfg, dist, callbacks, work, steps)
         fit_history, initial_epoch, model = loop, loop.initial_epoch, loop.model
         if not dist.is_chief:  # workers only train; the chief evaluates, logs and registers
             return TrainResult(model, {}, {}, {}, None, None, None, work, cfg, initial_epoch)
     else:
-        fit_history = fit_model(model, cfg, prepared, train_ds, val_ds, callbacks)
+        fit_history = fit_model(model, cfg, data, callbacks)
     restore_best(model, best_path, ck_monitor)
     history = _history(tracker, fit_history, initial_epoch)
     plots.training_curves_png(history, out / "training_curves.png")
-    report = evaluation.evaluate_split(model, prepared, "test", cfg.experiment.task, out_dir=out)
-    evaluation.add_run_explanations(model, prepared, report, out, cfg.train, tracker.run_id)
-    test_loss = model.evaluate(
-        prepared.dataset("test", training=False), verbose=0, return_dict=True
-    )["loss"]
-    report["loss"] = float(test_loss)
-    example = next(iter(prepared.dataset("test", training=False)))[0].numpy()[:4]
     return finish_run(
-        cfg,
-        model,
-        prepared.class_names,
-        report,
-        evaluation.scalar_metrics(report),
-        history,
-        example,
-        tracker,
-        work,
-        initial_epoch,
+        cfg, model, data, tracker, out, history=history, work=work, initial_epoch=initial_epoch
     )

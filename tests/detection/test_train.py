@@ -69,7 +69,7 @@ def test_tiny_detection_run_trains_logs_and_exports(tmp_path):
     meta = json.loads((export_dir / "assets" / "kerasflow.json").read_text())
     assert meta["task"] == "detection" and meta["class_names"][0] == "circle"
     # The logged pyfunc serving model answers an encoded image with boxes.
-    from kerasflow.tracking import models as tracked
+    from kerasflow.serving import mlflow_model as tracked
 
     tags = client.get_run(result.run_id).data.tags
     served = tracked.load_serving_model(tags["kerasflow.serving_model_uri"], uri=uri)

@@ -167,7 +167,7 @@ def test_segmentation_export_returns_a_class_map(tmp_path):
     meta = json.loads((exported.path / "assets" / "kerasflow.json").read_text())
     assert meta["class_names"] == ["bg", "a", "b"]
     # Through the pyfunc serving model: one class map per image.
-    from kerasflow.tracking import models as tracked
+    from kerasflow.serving import mlflow_model as tracked
 
     served = tracked.load_serving_model(
         tracked.save_serving_model(exported.path, tmp_path / "served", 1.0)

@@ -5,7 +5,7 @@ import pytest
 from kerasflow.config import build_config
 from kerasflow.errors import ConfigError
 from kerasflow.training.compile import build_optimizer, build_schedule
-from kerasflow.training.schedules import EpochSchedule
+from kerasflow.models.schedules import EpochSchedule
 
 
 def _lr(schedule, step):

@@ -358,7 +358,7 @@ def test_multi_worker_job_survives_a_killed_worker(tmp_path, job, monkeypatch):
     assert _saved_epoch(work / "workers" / "worker-1" / BACKUP_DIR) == epochs
 
     # Through kerasflow, with the store named: another test may have set MLflow's global URI.
-    from kerasflow.tracking.registry import load_model
+    from kerasflow.tracking.model_registry import load_model
 
     model = load_model("models:/mwkill-model/1", uri)
     prepared = pipelines.prepare(cfg.data, cfg.experiment.seed)

@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
 from kerasflow.training import evaluate as ev
-from kerasflow.training import plots
+from kerasflow.tasks import plots
 
 TOL = 1e-9
 
@@ -302,7 +302,7 @@ def test_segmentation_split_writes_grid(tmp_path):
 def test_detection_report_page_shows_map_per_class_ap_and_the_box_grid(tmp_path):
     from PIL import Image
 
-    from kerasflow.training.map import mean_average_precision
+    from kerasflow.tasks.detection.average_precision import mean_average_precision
 
     # Two images; "ring" is found exactly; "bar" is found once at IoU 0.6 and missed
     # once (recall 0.5: 51 of COCO's 101 recall points at precision 1, so AP@0.5 is

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import kerasflow
-from kerasflow.tracking.registry import CHAMPION
+from kerasflow.tracking.model_registry import CHAMPION
 from tests.conftest import overrides_for
 
 
@@ -58,7 +58,7 @@ def test_model_registered_as_champion_and_loads(digits_result, tracking_uri):
     assert reg.name == "digits-cnn" and reg.champion
     client = MlflowClient(tracking_uri)
     assert str(client.get_model_version_by_alias("digits-cnn", CHAMPION).version) == reg.version
-    from kerasflow.tracking.registry import load_model
+    from kerasflow.tracking.model_registry import load_model
 
     model = load_model("models:/digits-cnn@champion", tracking_uri)
     x = next(iter(kerasflow.pipelines.build(digits_result.config.data, "test")))[0].numpy()[:8]

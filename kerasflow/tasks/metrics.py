@@ -1,7 +1,7 @@
 """Metrics by name for classification and segmentation.
 
 kerasflow models output probabilities; labels may be sparse class ids or
-one-hot (told apart by shape, as in :mod:`kerasflow.training.losses`). The
+one-hot (told apart by shape, as in :mod:`kerasflow.tasks.losses`). The
 metrics here reduce predictions to class ids (argmax) and work unchanged for
 per-pixel outputs. Precision, recall, F1, mean IoU and Dice come from one
 accumulated confusion matrix and are macro-averaged over the classes that
@@ -9,7 +9,7 @@ occur in the labels or the predictions (as scikit-learn does with
 ``zero_division=0``).
 
 Example:
-    >>> from kerasflow.training.metrics import get_metric
+    >>> from kerasflow.tasks.metrics import get_metric
     >>> metrics = [get_metric(n, 10) for n in ("accuracy", "top3_accuracy", "f1")]
 """
 

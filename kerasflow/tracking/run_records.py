@@ -1,7 +1,7 @@
 """Reading runs back from MLflow for comparisons: metrics, params and tags of chosen runs.
 
 Example:
-    >>> from kerasflow.tracking.compare import fetch_runs
+    >>> from kerasflow.tracking.run_records import fetch_runs
     >>> runs = fetch_runs(["digits"], uri="sqlite:///mlruns/mlflow.db")  # an experiment's runs
     >>> runs[0].metrics["test_accuracy"]
 """

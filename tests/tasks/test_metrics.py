@@ -8,7 +8,7 @@ import pytest
 from sklearn import metrics as skm
 
 from kerasflow.errors import ConfigError
-from kerasflow.training.metrics import (
+from kerasflow.tasks.metrics import (
     AUC,
     METRICS,
     Accuracy,

@@ -120,11 +120,11 @@ def run_id_of(model: str, uri: str | None = None) -> str | None:
 
 CUSTOM_OBJECT_MODULES = (
     "kerasflow.models.layers",
-    "kerasflow.training.schedules",
-    "kerasflow.training.losses",
-    "kerasflow.training.metrics",
+    "kerasflow.models.schedules",
+    "kerasflow.tasks.losses",
+    "kerasflow.tasks.metrics",
     "kerasflow.models.detector",
-    "kerasflow.training.detection",
+    "kerasflow.tasks.detection.losses",
 )
 
 

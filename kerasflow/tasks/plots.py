@@ -99,7 +99,7 @@ def _save(fig, path) -> Path:
 
 def roc_curves_png(y_true, probabilities, class_names, path) -> Path:
     """One-vs-rest ROC curve per class with its AUC in the legend (600 x 500 px)."""
-    from kerasflow.training.evaluate import roc_curve
+    from kerasflow.tasks.curves import roc_curve
 
     y_true = np.asarray(y_true).reshape(-1)
     probs = np.asarray(probabilities)
@@ -118,7 +118,7 @@ def roc_curves_png(y_true, probabilities, class_names, path) -> Path:
 
 def pr_curves_png(y_true, probabilities, class_names, path) -> Path:
     """One-vs-rest precision-recall curve per class with its average precision (600 x 500 px)."""
-    from kerasflow.training.evaluate import precision_recall_curve
+    from kerasflow.tasks.curves import precision_recall_curve
 
     y_true = np.asarray(y_true).reshape(-1)
     probs = np.asarray(probabilities)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kerasflow.errors import ConfigError
-from kerasflow.training.losses import (
+from kerasflow.tasks.losses import (
     LOSSES,
     CrossEntropyDiceLoss,
     DiceLoss,

@@ -5,7 +5,7 @@ much?") in one command: ``kerasflow compare RUN_ID RUN_ID ...`` or
 ``kerasflow compare EXPERIMENT``.
 
 Example:
-    >>> from kerasflow.training.compare import compare_runs
+    >>> from kerasflow.training.comparison import compare_runs
     >>> result = compare_runs(["digits"], metrics=["test_accuracy", "test_macro_f1"], out_dir="cmp")
     >>> print(result.to_text())
 """
@@ -35,7 +35,7 @@ PARAMS = ("model.name",)
 class Comparison:
     """Runs in rows, metrics in columns (None where a run lacks the metric)."""
 
-    runs: list  # list[kerasflow.tracking.compare.RunRecord]
+    runs: list  # list[kerasflow.tracking.run_records.RunRecord]
     metrics: list[str]
     values: list[list[float | None]]
     files: dict[str, Path] = field(default_factory=dict)
@@ -118,8 +118,8 @@ def compare_runs(refs, metrics=None, uri: str | None = None, out_dir=None) -> Co
     Raises:
         TrackingError: unknown run or experiment, no runs, or a metric no run has.
     """
-    from kerasflow.tracking.compare import fetch_runs
-    from kerasflow.training import plots
+    from kerasflow.tasks import plots
+    from kerasflow.tracking.run_records import fetch_runs
 
     if not refs:
         raise TrackingError("Name at least one run id or experiment to compare.")

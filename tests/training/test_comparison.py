@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from kerasflow.errors import TrackingError
-from kerasflow.training.compare import compare_runs
+from kerasflow.training.comparison import compare_runs
 
 LOGGED = {
     "a": {"test_accuracy": 0.91, "test_macro_f1": 0.90, "test_loss": 0.30},

@@ -6,7 +6,7 @@ take probabilities, not logits. Labels may be sparse class ids (``(batch,)``,
 same shape as the predictions; the custom losses tell them apart by shape.
 
 Example:
-    >>> from kerasflow.training.losses import get_loss
+    >>> from kerasflow.tasks.losses import get_loss
     >>> loss = get_loss("ce_dice", dice_weight=0.5)
 """
 

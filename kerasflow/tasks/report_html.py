@@ -22,6 +22,7 @@ FIGURES = (
     ("confident_mistakes_{split}.png", "Most confidently wrong images"),
     ("segmentation_examples_{split}.png", "Image / true mask / predicted mask"),
     ("predictions_{split}.png", "Predicted boxes (true boxes in white)"),
+    ("per_label_{split}.png", "Per label: F1 and average precision"),
 )
 EXPLANATIONS = "explanations_{split}_*.png"
 
@@ -55,7 +56,7 @@ def _embed(path: Path) -> str:
     return f'<img alt="{html.escape(Path(path).name)}" src="data:image/png;base64,{data}">'
 
 
-def _fmt(value) -> str:
+def fmt(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
@@ -63,7 +64,7 @@ def _fmt(value) -> str:
     return html.escape(str(value))
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
+def table(headers: list[str], rows: list[list]) -> str:
     head = "".join(
         f'<th class="name">{html.escape(h)}</th>' if i == 0 else f"<th>{html.escape(h)}</th>"
         for i, h in enumerate(headers)
@@ -71,7 +72,7 @@ def _table(headers: list[str], rows: list[list]) -> str:
     body = "".join(
         "<tr>"
         + "".join(
-            f'<td class="name">{_fmt(v)}</td>' if i == 0 else f"<td>{_fmt(v)}</td>"
+            f'<td class="name">{fmt(v)}</td>' if i == 0 else f"<td>{fmt(v)}</td>"
             for i, v in enumerate(row)
         )
         + "</tr>"
@@ -80,45 +81,29 @@ def _table(headers: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-SUMMARY_KEYS = (
-    ("num_examples", "examples"),
-    ("map50", "mAP@0.5"),
-    ("map75", "mAP@0.75"),
-    ("map", "mAP@[0.5:0.95] (COCO)"),
-    ("accuracy", "accuracy"),
-    ("top3_accuracy", "top-3 accuracy"),
-    ("top5_accuracy", "top-5 accuracy"),
-    ("macro_precision", "macro precision"),
-    ("macro_recall", "macro recall"),
-    ("macro_f1", "macro F1"),
-    ("weighted_precision", "weighted precision"),
-    ("weighted_recall", "weighted recall"),
-    ("weighted_f1", "weighted F1"),
-    ("macro_roc_auc", "macro ROC AUC (one vs rest)"),
-    ("macro_average_precision", "macro average precision"),
-    ("expected_calibration_error", "expected calibration error"),
-    ("pixel_accuracy", "pixel accuracy"),
-    ("mean_iou", "mean IoU"),
-    ("mean_dice", "mean Dice"),
-    ("loss", "loss"),
-)
+def summary_table(report: dict, keys) -> str:
+    """A ``metric | value`` table of the ``(key, label)`` pairs the report has."""
+    return table(["metric", "value"], [[label, report[k]] for k, label in keys if k in report])
 
 
 def render(
-    report: dict, figures: list[tuple[str, Path]], run_id: str | None = None, title: str = ""
+    report: dict,
+    figures: list[tuple[str, Path]],
+    section: str,
+    run_id: str | None = None,
+    title: str = "",
 ) -> str:
     """The HTML page of one evaluation report.
 
     Args:
-        report: a report from :func:`kerasflow.training.evaluate.classification_report`,
-            ``segmentation_report`` or :func:`kerasflow.training.map.mean_average_precision`
-            (with ``split`` and ``task``).
+        report: a task's report (with ``split`` and ``task``).
         figures: ``(heading, png_path)`` pairs, embedded in that order.
+        section: the task's tables (:meth:`kerasflow.tasks.base.Task.html_section`).
         run_id: the MLflow run named at the top of the page.
         title: page title (default: "Evaluation report").
     """
     split = report.get("split", "test")
-    task = report.get("task", "classification")
+    task = report.get("task", "")
     title = title or "Evaluation report"
     run = run_id or report.get("run_id")
     meta = [
@@ -136,40 +121,8 @@ def render(
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">{" · ".join(meta)}</p>',
-        "<h2>Summary</h2>",
-        _table(
-            ["metric", "value"],
-            [[label, report[key]] for key, label in SUMMARY_KEYS if key in report],
-        ),
-        "<h2>Per class</h2>",
+        section,
     ]
-    per_class = report.get("per_class", {})
-    if task == "segmentation":
-        rows = [[n, v["iou"], v["dice"], v["pixels"]] for n, v in per_class.items()]
-        parts.append(_table(["class", "IoU", "Dice", "pixels"], rows))
-    elif task == "detection":
-        rows = [
-            [n, v["ap50"], v["ap75"], v["ap"], v["num_gt"], v["num_detections"]]
-            for n, v in per_class.items()
-        ]
-        headers = ["class", "AP@0.5", "AP@0.75", "AP@[0.5:0.95]", "true boxes", "detections"]
-        parts.append(_table(headers, rows))
-    else:
-        rows = [
-            [
-                n,
-                v["precision"],
-                v["recall"],
-                v["f1"],
-                v.get("roc_auc"),
-                v.get("average_precision"),
-                v["support"],
-            ]
-            for n, v in per_class.items()
-        ]
-        parts.append(
-            _table(["class", "precision", "recall", "F1", "ROC AUC", "AP", "support"], rows)
-        )
     for heading, path in figures:
         parts.append(f"<h2>{html.escape(heading)}</h2><figure>{_embed(path)}</figure>")
     parts.append("</body></html>")

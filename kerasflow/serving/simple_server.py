@@ -1,0 +1,154 @@
+"""A small standard-library HTTP server for any kerasflow SavedModel export.
+
+``kerasflow serve`` runs MLflow's scoring server; this one needs nothing but
+TensorFlow and the export folder, for quick checks and embedded use.
+``POST /invocations`` with an image body (``Content-Type: image/...``) or JSON
+``{"b64": [...]}`` (or ``{"instances": [{"b64": ...}]}``) answers
+``{"predictions": [...]}``, each prediction as the export's task writes it
+(:meth:`kerasflow.tasks.base.Task.json_predictions`): class names and
+probabilities, label names over their thresholds, class maps or boxes.
+
+Example:
+    >>> server = make_server("export/shapes", port=8080)
+    >>> server.serve_forever()
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import tensorflow as tf
+
+from kerasflow import tasks
+from kerasflow.errors import ServingError
+from kerasflow.serving.export import METADATA_FILE
+
+log = logging.getLogger(__name__)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _ExportServer
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        if self.path in ("/ping", "/health"):
+            self._send(HTTPStatus.OK, {"status": "ok", "task": self.server.task.name})
+        else:
+            self._send(
+                HTTPStatus.NOT_FOUND, {"error": f"unknown path {self.path}; POST /invocations"}
+            )
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        if self.path not in ("/invocations", "/predict"):
+            self._send(
+                HTTPStatus.NOT_FOUND, {"error": f"unknown path {self.path}; POST /invocations"}
+            )
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > self.server.max_bytes:
+            self._send(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                {"error": f"the body is {length} bytes; the limit is {self.server.max_bytes}"},
+            )
+            return
+        body = self.rfile.read(length)
+        try:
+            images = self._images(body, self.headers.get("Content-Type", ""))
+            outputs = self.server.predict(image_bytes=tf.constant(images, tf.string))
+        except ValueError as exc:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
+        except tf.errors.InvalidArgumentError as exc:
+            first = exc.message.strip().splitlines()[0] if exc.message else "invalid input"
+            self._send(HTTPStatus.BAD_REQUEST, {"error": f"an image could not be decoded: {first}"})
+            return
+        server = self.server
+        self._send(
+            HTTPStatus.OK,
+            {"predictions": server.task.json_predictions(outputs, server.contract)},
+        )
+
+    @staticmethod
+    def _images(body: bytes, content_type: str) -> list[bytes]:
+        if content_type.startswith("image/") or content_type == "application/octet-stream":
+            if not body:
+                raise ValueError("the request body is empty: send an image")
+            return [body]
+        try:
+            data = json.loads(body or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"the body is neither an image nor JSON ({exc})") from None
+        if isinstance(data, dict) and "instances" in data:
+            items = [i.get("b64") if isinstance(i, dict) else i for i in data["instances"]]
+        elif isinstance(data, dict) and "inputs" in data and isinstance(data["inputs"], dict):
+            items = data["inputs"].get("b64")
+        elif isinstance(data, dict):
+            items = data.get("b64")
+        else:
+            items = None
+        if isinstance(items, str):
+            items = [items]
+        if not items or not all(isinstance(i, str) for i in items):
+            raise ValueError('send JSON {"b64": ["<base64 image>", ...]} or an image body')
+        try:
+            return [base64.b64decode(i, validate=True) for i in items]
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"b64 values must be base64 strings ({exc})") from None
+
+
+class _ExportServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, saved_model_dir: Path, metadata: dict, max_bytes: int):
+        super().__init__(address, _Handler)
+        self.loaded = tf.saved_model.load(str(saved_model_dir))
+        self.predict = self.loaded.signatures["serving_default"]
+        self.task = tasks.get(metadata["task"])
+        self.contract = metadata
+        self.max_bytes = max_bytes
+
+
+def make_server(
+    export_dir: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    max_payload_mb: float = 16.0,
+) -> ThreadingHTTPServer:
+    """An HTTP server (not yet started) for a kerasflow export; call ``serve_forever()``.
+
+    Args:
+        export_dir: a version folder, or the TF Serving base folder (its highest version).
+        port: 0 picks a free port (``server.server_address[1]``).
+    """
+    path = Path(export_dir)
+    if not (path / "saved_model.pb").is_file():
+        versions = [p for p in path.iterdir() if p.name.isdigit()] if path.is_dir() else []
+        if not versions:
+            raise ServingError(
+                f"{path} holds no SavedModel export. Pass a folder that `kerasflow export` wrote."
+            )
+        path = max(versions, key=lambda p: int(p.name))
+    meta_file = path / "assets" / METADATA_FILE
+    metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    if metadata.get("task") not in tasks.names():
+        raise ServingError(
+            f"{path} is not a kerasflow export: {meta_file} is missing or names no known task."
+        )
+    return _ExportServer((host, int(port)), path, metadata, int(max_payload_mb * 1e6))

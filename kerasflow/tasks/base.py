@@ -1,0 +1,335 @@
+"""The Task protocol: everything that differs between tasks, and nothing else.
+
+A task is a plain object (one instance per task, looked up by
+``experiment.task`` through :func:`kerasflow.tasks.get`). Training,
+evaluation, tuning, export and serving are written once, task-blind, and ask
+the task for:
+
+- the kind of target an example carries (``target``: what the pipeline reads and
+  how geometric augmentation moves it) and how the data is prepared;
+- the model: the kind of registered model it builds on and its head;
+- the ``auto`` choices of the run config: loss, metrics, the checkpoint and
+  early-stopping monitor, the champion metric; and which explicit values it accepts;
+- callbacks that add the task's own metrics to each epoch's logs (mAP);
+- what a trained model carries beyond its weights (its *contract*: class names,
+  per-label thresholds, ...);
+- its evaluation report, figures and HTML section;
+- its serving signatures and JSON predictions.
+
+Adding a task is a new module here, a source reader in ``pipelines/sources``
+where its data needs one, and tests: see ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from kerasflow.errors import ConfigError
+
+# The serving signatures every export has, whatever its task.
+BYTES_SIGNATURE = "serving_default"
+IMAGES_SIGNATURE = "predict_images"
+TENSOR_SIGNATURE = "predict_tensor"
+SIGNATURES = (BYTES_SIGNATURE, IMAGES_SIGNATURE, TENSOR_SIGNATURE)
+
+
+def metric_mode(name: str, mode: str = "auto") -> str:
+    """``min`` for names with ``loss`` or ``error`` when ``mode`` is ``auto``, else ``max``."""
+    if mode != "auto":
+        return mode
+    return "min" if ("loss" in name or "error" in name) else "max"
+
+
+def safe_metric_name(name) -> str:
+    """A label or class name made safe for an MLflow metric key."""
+    return re.sub(r"[^0-9A-Za-z_.\-]", "_", str(name))
+
+
+class Task:
+    """Base of every task: shared defaults; subclasses set the class attributes and override.
+
+    Attributes:
+        name: the ``experiment.task`` value.
+        target: the pipeline target kind: ``class``, ``mask``, ``multi_hot`` or ``boxes``.
+        model_kind: the registered model kind it trains (``models.names(kind)``).
+        losses: loss names the task accepts in ``compile.loss.name``; the first is ``auto``.
+        metrics: metric names the task accepts in ``compile.metrics``.
+        auto_metrics: what ``compile.metrics: auto`` means.
+        monitor: the ``auto`` checkpoint / early-stopping / tuning monitor.
+        champion: the ``auto`` champion metric (a test metric the report logs).
+        explainable: the run's report includes explanation overlays.
+        multi_worker: its data can be sharded per worker for the multi-worker loop.
+    """
+
+    name: str = ""
+    target: str = "class"
+    model_kind: str = "classification"
+    losses: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    auto_metrics: tuple[str, ...] = ()
+    monitor: str = "val_accuracy"
+    champion: str = "test_accuracy"
+    explainable: bool = False
+    multi_worker: bool = True
+
+    # ------------------------------------------------------------ config
+    def loss_name(self, compile_config) -> str:
+        """``compile.loss.name`` resolved (``auto`` is the task's first loss)."""
+        name = compile_config.loss.name
+        if name == "auto":
+            return self.losses[0]
+        if name not in self.losses:
+            raise ConfigError(
+                f"compile.loss.name {name!r} is not a loss for experiment.task {self.name!r}. "
+                f"Use auto or one of: {', '.join(self.losses)}. Received: {name!r}"
+            )
+        return name
+
+    def metric_names(self, compile_config) -> list[str]:
+        """``compile.metrics`` resolved (``auto`` is :attr:`auto_metrics`), each checked."""
+        names = compile_config.metrics
+        if names == "auto":
+            return list(self.auto_metrics)
+        for name in names:
+            if not self.accepts_metric(name):
+                raise ConfigError(
+                    f"compile.metrics has {name!r}, which is not a metric of experiment.task "
+                    f"{self.name!r}. Use auto or names from: {', '.join(self.metrics)}. "
+                    f"Received: {list(names)}"
+                )
+        return list(names)
+
+    def accepts_metric(self, name: str) -> bool:
+        return name in self.metrics
+
+    def logged_metrics(self, compile_config) -> list[str]:
+        """Names in each epoch's logs (without ``val_``): the loss, compiled and epoch metrics."""
+        return ["loss", *self.metric_names(compile_config), *self.epoch_metric_names()]
+
+    def epoch_metric_names(self) -> list[str]:
+        """Metrics that :meth:`epoch_callbacks` add to the logs (without prefix)."""
+        return []
+
+    def resolve_monitor(self, name: str, compile_config, has_validation: bool) -> str:
+        """A monitor setting (``auto`` or a metric name) as the key of an epoch's logs.
+
+        ``val_`` names lose their prefix when there is no validation split (the
+        training split then stands in).
+
+        Raises:
+            ConfigError: the name is not a metric this task logs.
+        """
+        key = self.monitor if name == "auto" else name
+        known = self.logged_metrics(compile_config)
+        if key.removeprefix("val_") not in known:
+            choices = [*known, *(f"val_{k}" for k in known)]
+            raise ConfigError(
+                f"Monitor {name!r} is not a metric that a {self.name} run logs each epoch. "
+                f"Use auto or one of: {', '.join(choices)}. Received: {name!r}"
+            )
+        if not has_validation:
+            key = key.removeprefix("val_")
+        return key
+
+    def champion_metric(self, tracking_config) -> tuple[str, str]:
+        """``(metric, mode)`` deciding the champion alias (``auto``: the task's headline)."""
+        name = tracking_config.champion_metric
+        metric = self.champion if name == "auto" else name
+        return metric, metric_mode(metric, tracking_config.champion_mode)
+
+    def check_config(self, cfg) -> None:
+        """Check every task-dependent choice of a run config before anything runs."""
+        self.loss_name(cfg.compile)
+        self.metric_names(cfg.compile)
+        for section in (cfg.train.checkpoint, cfg.train.early_stopping):
+            self.resolve_monitor(section.monitor, cfg.compile, True)
+
+    # ------------------------------------------------------------ data and model
+    def prepare(self, data_config, seed: int, source=None):
+        """Load the data source once and assign its splits."""
+        from kerasflow import pipelines
+
+        return pipelines.prepare(data_config, seed, source=source, target=self.target)
+
+    def training_data(self, prepared, model):
+        """What ``fit`` reads: an object with ``dataset(split, training=None)`` and ``size``."""
+        return prepared
+
+    def build_model(self, cfg, prepared):
+        """The config's model for the prepared data (uncompiled), pixels scaled in its first layer."""
+        from kerasflow import models
+
+        return models.build(
+            cfg.model.name,
+            prepared.input_shape,
+            prepared.num_classes,
+            input_scaling=cfg.data,
+            **cfg.model.params,
+        )
+
+    def loss(self, compile_config, num_classes: int):
+        from kerasflow.tasks.losses import get_loss
+
+        kwargs = dict(compile_config.loss.params)
+        if compile_config.loss.label_smoothing:
+            kwargs["label_smoothing"] = compile_config.loss.label_smoothing
+        return get_loss(self.loss_name(compile_config), **kwargs)
+
+    def metric_objects(self, compile_config, num_classes: int) -> list:
+        from kerasflow.tasks.metrics import get_metric
+
+        return [get_metric(n, num_classes) for n in self.metric_names(compile_config)]
+
+    def epoch_callbacks(self, data, split: str) -> tuple:
+        """Callbacks adding the task's own metrics to each epoch's logs (``split``'s data)."""
+        return ()
+
+    def num_classes(self, model) -> int:
+        """How many classes (labels) a built model of this task predicts."""
+        return int(model.outputs[0].shape[-1])
+
+    # ------------------------------------------------------------ after training
+    def contract(self, model, data) -> dict[str, Any]:
+        """What the trained model carries beside its weights (class names, thresholds, ...)."""
+        return {"task": self.name, "class_names": [str(c) for c in data.class_names]}
+
+    def evaluate(self, model, data, split: str, contract: dict, out_dir=None) -> dict:
+        """The report of one split (figures written into ``out_dir`` when given)."""
+        raise NotImplementedError
+
+    def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
+        """The report's headline numbers as flat MLflow metrics."""
+        raise NotImplementedError
+
+    def html_section(self, report: dict) -> str:
+        """The report's tables as an HTML fragment (figures are added by the page)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ serving
+    def serving_functions(self, model, data_config, contract: dict) -> dict:
+        """``{signature: (function, input specs)}`` of an export (see :func:`image_signatures`)."""
+        raise NotImplementedError
+
+    def serving_metadata(self, contract: dict) -> dict:
+        """Extra entries for the export's ``assets/kerasflow.json``."""
+        return {}
+
+    def json_predictions(self, outputs, contract: dict) -> list[dict]:
+        """Signature outputs as one JSON-ready dict per image."""
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- shared helpers
+def predict(model, dataset) -> np.ndarray:
+    """Model outputs for every example of a batched dataset of ``(image, target)``."""
+    return np.asarray(model.predict(dataset.map(lambda x, y: x), verbose=0))
+
+
+def take_examples(data, split: str, indices) -> np.ndarray:
+    """The preprocessed pixels at ``indices`` (dataset order) of one split, in that order."""
+    wanted = {int(i): k for k, i in enumerate(indices)}
+    images: list = [None] * len(wanted)
+    if not wanted:
+        return np.zeros((0, *data.input_shape), np.uint8)
+    last = max(wanted)
+    for i, (image, _) in enumerate(data.dataset(split, training=False, batch=False)):
+        if i in wanted:
+            images[wanted[i]] = image.numpy()
+        if i >= last:
+            break
+    return np.stack(images)
+
+
+def display_images(images) -> np.ndarray:
+    """Pipeline pixels (0..255) as 0..1 floats for figures."""
+    from kerasflow.pipelines.transforms import to_display
+
+    return np.asarray(to_display(images))
+
+
+def with_static_channels(image, channels: int):
+    """The pipeline's channel policy for a uint8 image whose channel count is known only at run time."""
+    import tensorflow as tf
+
+    from kerasflow.pipelines.transforms import to_channels
+
+    have = tf.shape(image)[-1]
+    check = tf.debugging.Assert(
+        tf.logical_and(have >= 1, have <= 4),
+        ["images must have 1 to 4 channels (gray, gray+alpha, RGB, RGBA); received", have],
+    )
+    with tf.control_dependencies([check]):
+        have = tf.identity(have)
+    branches = [
+        (lambda k=k: to_channels(tf.ensure_shape(image, [None, None, k]), channels))
+        for k in (1, 2, 3, 4)
+    ]
+    return tf.switch_case(have - 1, branches)
+
+
+def image_signatures(
+    data_config,
+    outputs: Callable,
+    prepare_one: Callable | None = None,
+    extra_spec=(),
+    tensor_extras: Callable | None = None,
+) -> dict:
+    """The three serving signatures around a task's ``outputs`` function.
+
+    Args:
+        data_config: the run's data section (image size, channels, resize).
+        outputs: ``outputs(x, *extra)`` of a batch of model-input pixels (float32
+            0..255) and the per-image values ``prepare_one`` adds.
+        prepare_one: ``image uint8 (h, w, c) -> (pixels, *extra)`` (default: the
+            training pipeline's deterministic preprocessing, no extras).
+        extra_spec: ``tf.TensorSpec`` of each extra value ``prepare_one`` returns.
+        tensor_extras: ``inputs -> extras`` for ``predict_tensor``, whose inputs are
+            already the model's (default: no extras).
+
+    Returns:
+        ``{signature name: (function, [input spec])}``.
+    """
+    import tensorflow as tf
+
+    from kerasflow.pipelines.transforms import decode_image, preprocess
+
+    height, width = (int(v) for v in data_config.image_size)
+    channels = int(data_config.channels)
+    pixels = tf.TensorSpec([height, width, channels], tf.uint8)
+    if prepare_one is None:
+
+        def prepare_one(image):
+            return (preprocess(image, data_config),)
+
+    spec = (pixels, *extra_spec)
+
+    def run(images, load):
+        prepared = tf.map_fn(
+            lambda item: tuple(prepare_one(load(item))), images, fn_output_signature=spec
+        )
+        return outputs(tf.cast(prepared[0], tf.float32), *prepared[1:])
+
+    def from_bytes(image_bytes):
+        return run(image_bytes, lambda data: decode_image(data, channels))
+
+    def from_images(images):
+        return run(images, lambda image: with_static_channels(image, channels))
+
+    def from_tensor(inputs):
+        return outputs(inputs, *(tensor_extras(inputs) if tensor_extras else ()))
+
+    return {
+        BYTES_SIGNATURE: (from_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
+        IMAGES_SIGNATURE: (
+            from_images,
+            [tf.TensorSpec([None, None, None, None], tf.uint8, name="images")],
+        ),
+        TENSOR_SIGNATURE: (
+            from_tensor,
+            [tf.TensorSpec([None, height, width, channels], tf.float32, name="inputs")],
+        ),
+    }

@@ -1,0 +1,164 @@
+"""Object detection: boxes and classes per image, CenterNet heads, COCO mAP.
+
+The pipeline yields ``(image, {"boxes", "classes"})`` (see
+:mod:`kerasflow.pipelines.detection_data`); :meth:`DetectionTask.training_data`
+binds the dense CenterNet targets of the model's output size
+(:mod:`~kerasflow.tasks.detection.targets`) so that the shared training path
+fits it like any other model. Each epoch's logs get ``val_map50`` and
+``val_map`` (:class:`~kerasflow.tasks.detection.evaluation.MapCallback`);
+the report is COCO mAP with per-class APs and a grid of predicted boxes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kerasflow.tasks import report_html
+from kerasflow.tasks.base import Task
+
+DECODE = {"max_detections": 100, "score_threshold": 0.05, "iou_threshold": 0.5}
+SUMMARY = (
+    ("num_examples", "examples"),
+    ("map50", "mAP@0.5"),
+    ("map75", "mAP@0.75"),
+    ("map", "mAP@[0.5:0.95] (COCO)"),
+    ("loss", "loss"),
+)
+
+
+class DetectionTrainingData:
+    """Detection data whose ``dataset()`` yields the model's dense targets.
+
+    What ``model.fit`` and ``model.evaluate`` read; everything else is the
+    wrapped :class:`~kerasflow.pipelines.detection_data.DetectionData` (``.data``).
+    """
+
+    def __init__(self, data, targets_fn):
+        self.data = data
+        self.targets_fn = targets_fn
+
+    def dataset(self, split: str, training: bool | None = None, batch: bool = True):
+        return self.data.dataset(split, training, batch, targets_fn=self.targets_fn)
+
+    def __getattr__(self, name):
+        return getattr(self.data, name)
+
+
+def box_data(data):
+    """The box data behind ``data`` (unwraps :class:`DetectionTrainingData`)."""
+    return data.data if isinstance(data, DetectionTrainingData) else data
+
+
+class DetectionTask(Task):
+    """Boxes and classes per image (CenterNet)."""
+
+    name = "detection"
+    target = "boxes"
+    model_kind = "detection"
+    losses = ("centernet",)
+    metrics = ()
+    auto_metrics = ()
+    monitor = "val_map"
+    champion = "test_map50"
+    multi_worker = False  # box data has no per-worker sharding plan
+
+    def epoch_metric_names(self) -> list[str]:
+        return ["map50", "map"]
+
+    def logged_metrics(self, compile_config) -> list[str]:
+        box = compile_config.loss.params.get("box_loss", "l1")
+        terms = ["heatmap_loss", "offset_loss", f"box_{box}_loss"]
+        return ["loss", *terms, *self.epoch_metric_names()]
+
+    def num_classes(self, model) -> int:
+        from kerasflow.models.detector import num_classes_of
+
+        return num_classes_of(model)
+
+    def prepare(self, data_config, seed: int, source=None):
+        from kerasflow.errors import DataError
+        from kerasflow.pipelines.detection_data import prepare_detection
+
+        if source is not None:
+            raise DataError(
+                "Detection data is read from data.source; an in-memory source is not supported."
+            )
+        return prepare_detection(data_config, seed)
+
+    def training_data(self, prepared, model):
+        from kerasflow.tasks.detection.targets import make_targets_fn
+
+        data = box_data(prepared)
+        return DetectionTrainingData(
+            data, make_targets_fn(data.num_classes, model.outputs[0].shape[1:3])
+        )
+
+    def loss(self, compile_config, num_classes: int):
+        from kerasflow.errors import ConfigError
+        from kerasflow.tasks.detection.losses import CenterNetLoss
+
+        self.loss_name(compile_config)
+        params = compile_config.loss.params
+        try:
+            return CenterNetLoss(num_classes, **params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"Bad compile.loss.params for centernet: {exc} Received: {params}"
+            ) from exc
+
+    def metric_objects(self, compile_config, num_classes: int) -> list:
+        from kerasflow.tasks.detection.losses import term_metrics
+
+        self.metric_names(compile_config)
+        return term_metrics(num_classes, self.loss(compile_config, num_classes).box_loss)
+
+    def epoch_callbacks(self, data, split: str) -> tuple:
+        from kerasflow.tasks.detection.evaluation import MapCallback
+
+        return (MapCallback(box_data(data), split),)
+
+    def contract(self, model, data) -> dict:
+        return {**super().contract(model, data), "decode": dict(DECODE)}
+
+    def evaluate(self, model, data, split: str, contract: dict, out_dir=None) -> dict:
+        from kerasflow.tasks.detection.evaluation import evaluate_detection
+
+        grid = Path(out_dir) / f"predictions_{split}.png" if out_dir is not None else None
+        return evaluate_detection(model, box_data(data), split, grid_path=grid)
+
+    def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
+        from kerasflow.tasks.detection.evaluation import scalar_metrics
+
+        out = scalar_metrics(report, prefix)
+        return {**out, f"{prefix}loss": report["loss"]} if "loss" in report else out
+
+    def html_section(self, report: dict) -> str:
+        rows = [
+            [n, v["ap50"], v["ap75"], v["ap"], v["num_gt"], v["num_detections"]]
+            for n, v in report.get("per_class", {}).items()
+        ]
+        headers = ["class", "AP@0.5", "AP@0.75", "AP@[0.5:0.95]", "true boxes", "detections"]
+        return "\n".join(
+            [
+                "<h2>Summary</h2>",
+                report_html.summary_table(report, SUMMARY),
+                "<h2>Per class</h2>",
+                report_html.table(headers, rows),
+            ]
+        )
+
+    def serving_functions(self, model, data_config, contract: dict) -> dict:
+        from kerasflow.tasks.detection.serving import detection_functions
+
+        decode = contract.get("decode", DECODE)
+        return detection_functions(model, data_config, contract["class_names"], **decode)
+
+    def serving_metadata(self, contract: dict) -> dict:
+        from kerasflow.tasks.detection.serving import BOX_FORMAT
+
+        return {"box_format": BOX_FORMAT, "decode": contract.get("decode", DECODE)}
+
+    def json_predictions(self, outputs, contract: dict) -> list[dict]:
+        from kerasflow.tasks.detection.serving import json_predictions
+
+        return json_predictions(outputs)

@@ -1,0 +1,151 @@
+"""Multi-label classification: any number of labels per image, a sigmoid head, tuned thresholds.
+
+An example's target is a multi-hot ``(K,)`` float vector (``target:
+multi_hot``; sources: a CSV/JSONL manifest with a ``labels`` column of
+``|``-separated names, ``.npz`` with 2-D labels, TFRecord/TFDS list or
+multi-hot features, ``synthetic:shapes_multilabel``). The model is any
+classification model of the zoo with a sigmoid instead of a softmax on its
+head; the loss is binary cross-entropy (or binary focal). After training, one
+decision threshold per label is chosen on the validation split (maximum F1)
+and becomes part of the model's contract: the report, the export's metadata
+and the serving graph all use it. The report
+(:mod:`kerasflow.tasks.multilabel_report`): micro, macro and samples F1,
+precision and recall, per-label AP and mAP, subset accuracy, Hamming loss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kerasflow.tasks import multilabel_report as mlr
+from kerasflow.tasks.base import Task, image_signatures, predict
+
+# compile.metrics names -> Keras metric factories (num_labels -> metric); thresholds 0.5.
+METRIC_FACTORIES = {
+    "binary_accuracy": lambda k: _keras().metrics.BinaryAccuracy(name="binary_accuracy"),
+    "micro_f1": lambda k: _keras().metrics.F1Score(average="micro", threshold=0.5, name="micro_f1"),
+    "macro_f1": lambda k: _keras().metrics.F1Score(average="macro", threshold=0.5, name="macro_f1"),
+    "precision": lambda k: _keras().metrics.Precision(name="precision"),
+    "recall": lambda k: _keras().metrics.Recall(name="recall"),
+    "auc": lambda k: _keras().metrics.AUC(multi_label=True, num_labels=k, name="auc"),
+}
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+class MultilabelTask(Task):
+    """Independent labels per image (sigmoid over ``K`` labels)."""
+
+    name = "multilabel"
+    target = "multi_hot"
+    model_kind = "classification"
+    losses = ("binary_crossentropy", "focal")
+    metrics = tuple(METRIC_FACTORIES)
+    auto_metrics = ("binary_accuracy", "micro_f1")
+    monitor = "val_micro_f1"
+    champion = "test_micro_f1"
+    explainable = True
+
+    def build_model(self, cfg, prepared):
+        from kerasflow import models
+
+        return models.build(
+            cfg.model.name,
+            prepared.input_shape,
+            prepared.num_classes,
+            input_scaling=cfg.data,
+            output_activation="sigmoid",
+            **cfg.model.params,
+        )
+
+    def loss(self, compile_config, num_classes: int):
+        import keras
+
+        from kerasflow.errors import ConfigError
+
+        name = self.loss_name(compile_config)
+        params = dict(compile_config.loss.params)
+        if compile_config.loss.label_smoothing:
+            params["label_smoothing"] = compile_config.loss.label_smoothing
+        cls = (
+            keras.losses.BinaryCrossentropy
+            if name == "binary_crossentropy"
+            else keras.losses.BinaryFocalCrossentropy
+        )
+        try:
+            return cls(**params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"Bad compile.loss.params for {name}: {exc} Received: {params}"
+            ) from exc
+
+    def metric_objects(self, compile_config, num_classes: int) -> list:
+        return [METRIC_FACTORIES[n](num_classes) for n in self.metric_names(compile_config)]
+
+    def contract(self, model, data) -> dict:
+        """Class names and one threshold per label, chosen for F1 on the validation split."""
+        split = "validation" if data.size("validation") else "train"
+        scores = predict(model, data.dataset(split, training=False))
+        thresholds = mlr.choose_thresholds(data.labels(split), scores)
+        return {
+            **super().contract(model, data),
+            "thresholds": [float(t) for t in thresholds],
+            "thresholds_split": split,
+        }
+
+    def evaluate(self, model, data, split: str, contract: dict, out_dir=None) -> dict:
+        scores = predict(model, data.dataset(split, training=False))
+        labels = data.labels(split)
+        report = mlr.multilabel_report(
+            labels, scores, contract["class_names"], thresholds=contract["thresholds"]
+        )
+        report["thresholds_split"] = contract.get("thresholds_split")
+        if out_dir is not None:
+            mlr.write_figures(report, labels, scores, Path(out_dir), split)
+        return report
+
+    def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
+        out = mlr.scalar_metrics(report, prefix)
+        return {**out, f"{prefix}loss": report["loss"]} if "loss" in report else out
+
+    def html_section(self, report: dict) -> str:
+        return mlr.html_section(report)
+
+    def serving_functions(self, model, data_config, contract: dict) -> dict:
+        import tensorflow as tf
+
+        names = tf.constant(contract["class_names"], tf.string)
+        thresholds = tf.constant(contract["thresholds"], tf.float32)
+
+        def outputs(x):
+            probabilities = tf.cast(model(x, training=False), tf.float32)
+            predicted = probabilities >= thresholds
+            return {
+                "probabilities": probabilities,
+                "predicted": tf.cast(predicted, tf.int32),
+                # One row per image: the names over their thresholds, "" elsewhere.
+                "label_names": tf.where(predicted, names, ""),
+            }
+
+        return image_signatures(data_config, outputs)
+
+    def serving_metadata(self, contract: dict) -> dict:
+        return {"thresholds": contract["thresholds"]}
+
+    def json_predictions(self, outputs, contract: dict) -> list[dict]:
+        probs = outputs["probabilities"].numpy()
+        predicted = outputs["predicted"].numpy().astype(bool)
+        names = contract["class_names"]
+        return [
+            {
+                "labels": [names[i] for i in np.flatnonzero(row)],
+                "probabilities": {n: float(p) for n, p in zip(names, ps, strict=True)},
+            }
+            for row, ps in zip(predicted, probs, strict=True)
+        ]

@@ -1,0 +1,157 @@
+"""Semantic segmentation: a class per pixel, per-class IoU and Dice.
+
+The report (:func:`segmentation_report`): per-class IoU and Dice, mean IoU,
+pixel accuracy, the pixel confusion matrix and a grid of image / true mask /
+predicted mask.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kerasflow.tasks import plots, report_html
+from kerasflow.tasks.base import Task, display_images, image_signatures, predict, take_examples
+from kerasflow.tasks.metrics import METRICS
+
+GRID_SIZE = 4
+SCALAR_KEYS = ("accuracy", "pixel_accuracy", "mean_iou", "mean_dice", "loss")
+SUMMARY = (
+    ("num_examples", "examples"),
+    ("pixel_accuracy", "pixel accuracy"),
+    ("mean_iou", "mean IoU"),
+    ("mean_dice", "mean Dice"),
+    ("loss", "loss"),
+)
+
+
+def segmentation_report(y_true, probabilities, class_names) -> dict:
+    """Per-class IoU and Dice, mean IoU, pixel accuracy and the pixel confusion matrix.
+
+    Args:
+        y_true: integer masks ``(n, h, w)`` (or ``(n, h, w, 1)``).
+        probabilities: per-pixel class scores ``(n, h, w, classes)``.
+    """
+    y_true = np.asarray(y_true).astype(int).reshape(-1)
+    probs = np.asarray(probabilities)
+    n_classes = len(class_names)
+    if probs.shape[-1] != n_classes or probs.size // n_classes != y_true.size:
+        raise ValueError(
+            f"probabilities must have shape masks + ({n_classes},). Received: {probs.shape}"
+        )
+    y_pred = probs.reshape(-1, n_classes).argmax(axis=1)
+    cm = np.bincount(y_true * n_classes + y_pred, minlength=n_classes**2).reshape(
+        n_classes, n_classes
+    )
+    tp = np.diag(cm).astype(float)
+    union = cm.sum(axis=0) + cm.sum(axis=1) - tp
+    total = cm.sum(axis=0) + cm.sum(axis=1)
+    iou = np.divide(tp, union, out=np.full_like(tp, np.nan), where=union > 0)
+    dice = np.divide(2 * tp, total, out=np.full_like(tp, np.nan), where=total > 0)
+    return {
+        "num_examples": int(probs.shape[0]),
+        "pixel_accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "mean_iou": float(np.nanmean(iou)),
+        "mean_dice": float(np.nanmean(dice)),
+        "per_class": {
+            name: {
+                "iou": _nan_to_none(iou[i]),
+                "dice": _nan_to_none(dice[i]),
+                "pixels": int(cm[i].sum()),
+            }
+            for i, name in enumerate(class_names)
+        },
+        "class_names": list(class_names),
+        "confusion_matrix": cm.tolist(),
+        "confusion_matrix_normalized": (cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)).tolist(),
+    }
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def write_figures(report: dict, y_true, probs, data, split: str, out: Path) -> list[Path]:
+    """The confusion matrices and a grid of image / true mask / predicted mask."""
+    names = report["class_names"]
+    cm = report["confusion_matrix"]
+    written = [
+        plots.confusion_matrix_png(cm, names, out / f"confusion_matrix_{split}.png"),
+        plots.confusion_matrix_png(
+            cm, names, out / f"confusion_matrix_{split}_normalized.png", normalize=True
+        ),
+    ]
+    n = min(GRID_SIZE, len(y_true))
+    if n:
+        images = display_images(take_examples(data, split, range(n)))
+        written.append(
+            plots.segmentation_grid_png(
+                images,
+                np.asarray(y_true)[:n],
+                np.asarray(probs)[:n].argmax(axis=-1),
+                len(names),
+                out / f"segmentation_examples_{split}.png",
+            )
+        )
+    return written
+
+
+class SegmentationTask(Task):
+    """A class per pixel (softmax over ``K`` classes at every pixel)."""
+
+    name = "segmentation"
+    target = "mask"
+    model_kind = "segmentation"
+    losses = (
+        "sparse_categorical_crossentropy",
+        "ce_dice",
+        "dice",
+        "focal",
+        "categorical_crossentropy",
+    )
+    metrics = tuple(sorted(METRICS))
+    auto_metrics = ("accuracy", "mean_iou")
+    monitor = "val_mean_iou"
+    champion = "test_mean_iou"
+
+    def evaluate(self, model, data, split: str, contract: dict, out_dir=None) -> dict:
+        probs = predict(model, data.dataset(split, training=False))
+        masks = data.labels(split)
+        report = segmentation_report(masks, probs, contract["class_names"])
+        if out_dir is not None:
+            write_figures(report, masks, probs, data, split, Path(out_dir))
+        return report
+
+    def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
+        from kerasflow.tasks.base import safe_metric_name
+
+        out = {f"{prefix}{k}": report[k] for k in SCALAR_KEYS if report.get(k) is not None}
+        for name, values in report["per_class"].items():
+            if values["iou"] is not None:
+                out[f"{prefix}iou_{safe_metric_name(name)}"] = values["iou"]
+        return out
+
+    def html_section(self, report: dict) -> str:
+        rows = [[n, v["iou"], v["dice"], v["pixels"]] for n, v in report["per_class"].items()]
+        return "\n".join(
+            [
+                "<h2>Summary</h2>",
+                report_html.summary_table(report, SUMMARY),
+                "<h2>Per class</h2>",
+                report_html.table(["class", "IoU", "Dice", "pixels"], rows),
+            ]
+        )
+
+    def serving_functions(self, model, data_config, contract: dict) -> dict:
+        import tensorflow as tf
+
+        def outputs(x):
+            probabilities = tf.cast(model(x, training=False), tf.float32)
+            class_map = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            return {"probabilities": probabilities, "class_map": class_map}
+
+        return image_signatures(data_config, outputs)
+
+    def json_predictions(self, outputs, contract: dict) -> list[dict]:
+        return [{"class_map": m.tolist()} for m in outputs["class_map"].numpy()]
