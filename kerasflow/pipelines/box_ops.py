@@ -46,7 +46,7 @@ def letterbox(image: tf.Tensor, boxes: tf.Tensor, size, mode: str = "pad", **res
     out = T.resize_image(image, size, mode, **resize_kw)
     if mode == "stretch":
         return out, boxes, tf.constant([0.0, 0.0, 1.0, 1.0])
-    nh, nw = T._padded_size(image, size)
+    nh, nw = T.padded_size(image, size)
     top = tf.cast((size[0] - nh) // 2, tf.float32) / size[0]
     left = tf.cast((size[1] - nw) // 2, tf.float32) / size[1]
     height, width = tf.cast(nh, tf.float32) / size[0], tf.cast(nw, tf.float32) / size[1]
@@ -83,7 +83,7 @@ def flip_boxes(boxes: tf.Tensor, horizontal: bool = True) -> tf.Tensor:
 
 def random_flip(image, boxes, seed, horizontal: bool = True):
     """Flip image and boxes together with probability 0.5."""
-    do = T._uniform(seed) < 0.5
+    do = T.uniform(seed) < 0.5
     axis = 1 if horizontal else 0
     image = tf.cond(do, lambda: tf.reverse(image, [axis]), lambda: image)
     boxes = tf.cond(do, lambda: flip_boxes(boxes, horizontal), lambda: boxes)
@@ -134,8 +134,8 @@ def random_crop_scale(
     zooms out), resized back to the image's size. Boxes are cut by ``policy``."""
     seeds = T.split_seed(seed, 2)
     s1, s2 = seeds[0], seeds[1]
-    side = T._uniform(s1, scale[0], scale[1])
-    corner = T._uniform(s2, 0.0, 1.0, shape=(2,))
+    side = T.uniform(s1, scale[0], scale[1])
+    corner = T.uniform(s2, 0.0, 1.0, shape=(2,))
     low, high = tf.minimum(0.0, 1.0 - side), tf.maximum(0.0, 1.0 - side)
     y0 = low + corner[0] * (high - low)
     x0 = low + corner[1] * (high - low)

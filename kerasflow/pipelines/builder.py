@@ -13,6 +13,10 @@ cache, the shuffle buffer and flip/crop-only batches are 4x smaller than
 float32, and ``data.normalize`` is the model's first layer
 (:func:`kerasflow.pipelines.transforms.input_scaling`), so it runs with the
 model's step instead of competing with it for the CPU.
+
+The steps themselves live in :mod:`~kerasflow.pipelines.plan` (running and
+printing a plan) and :mod:`~kerasflow.pipelines.augment` (the random ops);
+this module holds :class:`PreparedData`, :func:`prepare` and :func:`build`.
 """
 
 from __future__ import annotations
@@ -20,8 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -29,89 +32,12 @@ import tensorflow as tf
 from kerasflow.errors import DataError
 from kerasflow.pipelines import splits as splits_lib
 from kerasflow.pipelines import transforms as T
+from kerasflow.pipelines.augment import BATCH_OPS, augment_steps, batch_op_steps, seed_steps
+from kerasflow.pipelines.plan import AUTOTUNE, Step, format_plan, mark_fused, run_plan
 from kerasflow.pipelines.sources import SourceData, load_source
+from kerasflow.pipelines.sources.base import LABEL_SEPARATOR, check_target
 
 log = logging.getLogger(__name__)
-AUTOTUNE = tf.data.AUTOTUNE
-
-GEOMETRIC = {"horizontal_flip", "vertical_flip", "rotation", "zoom", "translation"}
-BATCH_OPS = {"mixup", "cutmix"}
-# Ops that work on uint8 pixels exactly; the others need 0..1 floats.
-DTYPE_FREE = {"horizontal_flip", "vertical_flip"}
-
-
-@dataclass
-class Step:
-    """One step of a pipeline plan.
-
-    Attributes:
-        stage: read, decode, deterministic, cache, shuffle, augment, batch,
-            batch_ops or prefetch.
-        detail: what the step does, for ``kerasflow data plan``.
-        element_fn: a function of one element tuple returning a tuple;
-            consecutive ones are fused into one parallel ``map``.
-        dataset_fn: a function ``Dataset -> Dataset`` (for non-map steps).
-    """
-
-    stage: str
-    detail: str
-    element_fn: Callable | None = None
-    dataset_fn: Callable | None = None
-    fused: bool = field(default=False, repr=False)
-    internal: bool = field(default=False, repr=False)  # plumbing, not shown in the plan
-
-
-def _compose(fns):
-    def run(*element):
-        for fn in fns:
-            element = fn(element)
-        return element
-
-    return run
-
-
-def run_plan(steps: list[Step], deterministic: bool) -> tf.data.Dataset:
-    """Build the dataset that a plan describes."""
-    ds, pending = None, []
-
-    def flush(ds):
-        if pending:
-            ds = ds.map(
-                _compose(list(pending)), num_parallel_calls=AUTOTUNE, deterministic=deterministic
-            )
-            pending.clear()
-        return ds
-
-    for step in steps:
-        if step.element_fn is not None:
-            pending.append(step.element_fn)
-        elif step.dataset_fn is not None:
-            ds = step.dataset_fn(flush(ds))
-    return flush(ds)
-
-
-def _mark_fused(steps: list[Step]) -> list[Step]:
-    run: list[Step] = []
-    for step in [*steps, Step("end", "")]:
-        if step.element_fn is not None:
-            run.append(step)
-            continue
-        if step.dataset_fn is None and step.stage != "end":
-            continue  # a no-op step (e.g. cache off) does not break a fused map
-        if sum(not s.internal for s in run) > 1:
-            for s in run:
-                s.fused = True
-        run = []
-    return steps
-
-
-def format_plan(steps: list[Step]) -> str:
-    """Numbered lines, one per step; fused map steps are marked ``[one map]``."""
-    lines = []
-    for i, step in enumerate((s for s in steps if not s.internal), start=1):
-        tag = "  [one map]" if step.fused else ""
-        lines.append(f"{i:2d}. {step.stage:<13} {step.detail}{tag}")
-    return "\n".join(lines)
 
 
 @dataclass
@@ -120,11 +46,14 @@ class PreparedData:
 
     Elements are ``(image, target)``: images uint8 ``(H, W, C)`` pixels (float32
     0..255 in training after rotation, zoom, translation, photometric ops or
-    MixUp/CutMix), which the model scales by
-    ``data.normalize`` in its first layer; targets int64 class ids (classification), one-hot
-    float32 ``(K,)`` in every split when MixUp/CutMix is on (see
-    :attr:`one_hot_targets`), or ``(H, W)`` int32 class-id masks
-    (segmentation).
+    MixUp/CutMix), which the model scales by ``data.normalize`` in its first
+    layer. Targets depend on :attr:`target`:
+
+    * ``class``: int64 class ids, or one-hot float32 ``(K,)`` in every split
+      when MixUp/CutMix is on (see :attr:`one_hot_targets`);
+    * ``multi_hot``: float32 ``(K,)`` 0/1 label vectors (mixed, not rounded,
+      by MixUp/CutMix in training);
+    * ``mask``: ``(H, W)`` int32 class-id masks.
     """
 
     data_config: object
@@ -139,12 +68,13 @@ class PreparedData:
 
     @property
     def num_classes(self) -> int:
+        """K: classes (``class``, ``mask``) or labels (``multi_hot``)."""
         return len(self.source.class_names)
 
     @property
-    def task(self) -> str:
-        """``classification`` or ``segmentation``."""
-        return self.source.task
+    def target(self) -> str:
+        """The target kind: ``class``, ``mask`` or ``multi_hot``."""
+        return self.source.target
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -163,14 +93,15 @@ class PreparedData:
 
     @property
     def one_hot_targets(self) -> bool:
-        """True when every split's targets are one-hot float32 ``(K,)``: MixUp or CutMix is on.
+        """True when class targets are one-hot float32 ``(K,)`` in every split: MixUp or CutMix is on.
 
         Mixed training targets are soft, so all splits use one-hot targets to
         keep one loss and one accuracy metric valid for train and validation.
-        :meth:`labels` still gives integer class ids.
+        :meth:`labels` still gives integer class ids. Always False for
+        ``multi_hot`` targets (float vectors already) and masks.
         """
         enabled = set(self.data_config.augment.enabled())
-        return self.task == "classification" and bool(enabled & BATCH_OPS)
+        return self.target == "class" and bool(enabled & BATCH_OPS)
 
     @property
     def one_hot_training(self) -> bool:
@@ -180,22 +111,39 @@ class PreparedData:
     def size(self, split: str) -> int:
         return int(len(self._indices(split)))
 
-    def split_table(self) -> list[tuple[str, str, int]]:
-        """(key, split, label) rows: the assignment logged with each run."""
+    def split_table(self) -> list[tuple[str, str, int | str]]:
+        """(key, split, label) rows: the assignment logged with each run.
+
+        The label is the class id (``class``), 0 (``mask``), or the example's
+        label names joined by ``|`` (``multi_hot``; empty for no label).
+        """
         rows = []
+        labels, names = self.source.labels, self.class_names
         for split, idx in self.indices.items():
-            rows.extend((self.source.keys[i], split, int(self.source.labels[i])) for i in idx)
+            if self.target == "multi_hot":
+                rows.extend(
+                    (
+                        self.source.keys[i],
+                        split,
+                        LABEL_SEPARATOR.join(names[k] for k in np.flatnonzero(labels[i])),
+                    )
+                    for i in idx
+                )
+            else:
+                rows.extend((self.source.keys[i], split, int(labels[i])) for i in idx)
         return sorted(rows)
 
     def labels(self, split: str) -> np.ndarray:
         """Targets of a split in dataset order (``training=False``).
 
-        Classification: int64 class ids ``(n,)``. Segmentation: the resized
-        int32 masks ``(n, H, W)``.
+        ``class``: int64 class ids ``(n,)``. ``multi_hot``: float32 0/1
+        ``(n, K)``. ``mask``: the resized int32 masks ``(n, H, W)``.
         """
         idx = self._indices(split)
-        if self.task == "classification":
+        if self.target == "class":
             return self.source.labels[idx]
+        if self.target == "multi_hot":
+            return self.source.labels[idx].astype(np.float32)
         masks = [m for _, m in self.dataset(split, training=False, batch=False).as_numpy_iterator()]
         h, w = self.data_config.image_size
         return np.stack(masks) if masks else np.zeros((0, h, w), np.int32)
@@ -204,6 +152,14 @@ class PreparedData:
         if split not in self.indices:
             raise DataError(f"Unknown split {split!r}. Choose one of: {', '.join(self.indices)}.")
         return self.indices[split]
+
+    def _targets(self, idx: np.ndarray) -> np.ndarray:
+        """In-memory targets of ``idx`` as the pipeline carries them (not for mask files)."""
+        if self.target == "mask":
+            return self.source.masks[idx]
+        if self.target == "multi_hot":
+            return self.source.labels[idx].astype(np.float32)
+        return self.source.labels[idx]
 
     # ------------------------------------------------------------------ plan
     def plan(self, split: str, training: bool | None = None, batch: bool = True) -> list[Step]:
@@ -216,12 +172,13 @@ class PreparedData:
                 f"Split {split!r} of data.source {cfg.source!r} is empty. "
                 "Adjust data.split fractions or add data."
             )
-        seg = self.task == "segmentation"
+        has_mask = self.target == "mask"
+        kind = self.source.kind
         enabled = cfg.augment.enabled() if training else []
         rrc = cfg.augment.random_resized_crop if "random_resized_crop" in enabled else None
         element_ops = [o for o in enabled if o not in BATCH_OPS and o != "random_resized_crop"]
-        batch_ops = [o for o in enabled if o in BATCH_OPS] if not seg else []
-        steps: list[Step] = self._read_steps(idx, decode=rrc is None or self.source.kind != "files")
+        batch_ops = [o for o in enabled if o in BATCH_OPS] if not has_mask else []
+        steps: list[Step] = self._read_steps(idx, decode=rrc is None or kind != "files")
         if rrc is None:
             steps.append(
                 Step(
@@ -231,8 +188,8 @@ class PreparedData:
                     + f", resize {cfg.resize} to {tuple(cfg.image_size)} ({cfg.interpolation}"
                     + (", antialias" if cfg.antialias else "")
                     + "), uint8"
-                    + ("; mask nearest" if seg else ""),
-                    element_fn=_deterministic_fn(cfg, seg),
+                    + ("; mask nearest" if has_mask else ""),
+                    element_fn=_deterministic_fn(cfg, has_mask),
                 )
             )
         else:
@@ -243,7 +200,7 @@ class PreparedData:
                     "(after shuffle)",
                 )
             )
-        if cfg.on_bad_image == "skip" and self.source.kind != "arrays":
+        if cfg.on_bad_image == "skip" and kind != "arrays":
             # The scan in prepare() catches bad files up front; this drops any that
             # only fail in the full decode (logged by tf.data) instead of stopping.
             steps.append(
@@ -263,7 +220,7 @@ class PreparedData:
                     buf, seed=self.seed, reshuffle_each_iteration=True
                 ),
             )
-            if cfg.cache or self.source.kind == "stream":
+            if cfg.cache or kind == "stream":
                 steps.append(shuffle)
             else:
                 # Without a cache, shuffling the small (path, label) pairs before reading
@@ -271,16 +228,18 @@ class PreparedData:
                 shuffle.detail += " (no cache: shuffled before reading)"
                 steps.insert(1, shuffle)
         if rrc is not None or element_ops:
-            aug_steps = self._augment_steps(rrc, element_ops, seg)
-            seeding, aug_steps = aug_steps[:2], aug_steps[2:]
-            if cfg.cache or self.source.kind == "stream":
+            seeding = seed_steps(self.seed)
+            if cfg.cache or kind == "stream":
                 steps += seeding
             else:
                 # No cache: attach the seeds right after the (shuffled) list, so read,
                 # decode, resize and augment fuse into one parallel map.
                 first_map = next(i for i, st in enumerate(steps) if st.element_fn is not None)
                 steps[first_map:first_map] = seeding
-            steps += aug_steps
+            steps += augment_steps(
+                cfg, element_ops, rrc, has_mask=has_mask, files=kind == "files",
+                formats=self.source.formats,
+            )  # fmt: skip
         # The pipeline hands over uint8 pixels; the model's first layer applies
         # data.normalize. Scaling in the pipeline cost ~35% of the cached training
         # pipeline's CPU and made every batch 4x bigger (benchmarks/pipeline_throughput.py).
@@ -297,22 +256,22 @@ class PreparedData:
             )
         )
         if not batch:
-            return _mark_fused(steps)
+            return mark_fused(steps)
         bs = cfg.batch_size
         steps.append(Step("batch", f"batch_size {bs}", dataset_fn=lambda ds: ds.batch(bs)))
-        steps += self._batch_op_steps(batch_ops, seg)
+        steps += batch_op_steps(cfg, self.seed + 1, batch_ops)
         steps.append(Step("prefetch", "AUTOTUNE", dataset_fn=lambda ds: ds.prefetch(AUTOTUNE)))
-        return _mark_fused(steps)
+        return mark_fused(steps)
 
     def _read_steps(self, idx: np.ndarray, decode: bool) -> list[Step]:
         src, cfg = self.source, self.data_config
-        seg = src.task == "segmentation"
+        has_mask = self.target == "mask"
         channels = cfg.channels
         fmts = src.formats  # from the file scan: picks the decoder up front
         n = len(idx)
         if src.kind == "arrays":
             images = src.images[idx]
-            targets = src.masks[idx] if seg else src.labels[idx]
+            targets = self._targets(idx)
             return [
                 Step(
                     "read",
@@ -323,11 +282,11 @@ class PreparedData:
             ]
         if src.kind == "files":
             paths = np.array(src.paths)[idx]
-            targets = np.array(src.mask_paths)[idx] if seg else src.labels[idx]
+            targets = np.array(src.mask_paths)[idx] if has_mask else self._targets(idx)
             steps = [
                 Step(
                     "read",
-                    f"{n} files of {src.name!r}" + (" with PNG masks" if seg else ""),
+                    f"{n} files of {src.name!r}" + (" with PNG masks" if has_mask else ""),
                     dataset_fn=lambda _: tf.data.Dataset.from_tensor_slices((paths, targets)),
                 ),
                 Step(
@@ -335,7 +294,7 @@ class PreparedData:
                     "tf.io.read_file",
                     element_fn=_pair(
                         (lambda x, t: (tf.io.read_file(x), tf.io.read_file(t)))
-                        if seg
+                        if has_mask
                         else (lambda x, t: (tf.io.read_file(x), t))
                     ),
                 ),
@@ -345,10 +304,10 @@ class PreparedData:
                     Step(
                         "decode",
                         f"decode {'/'.join(sorted(fmts)) if fmts else 'image'} to {channels} "
-                        "channel(s)" + (", mask PNG" if seg else ""),
+                        "channel(s)" + (", mask PNG" if has_mask else ""),
                         element_fn=_pair(
                             (lambda x, t: (T.decode_image(x, channels, fmts), T.decode_mask(t)))
-                            if seg
+                            if has_mask
                             else (lambda x, t: (T.decode_image(x, channels, fmts), t))
                         ),
                     )
@@ -409,141 +368,9 @@ class PreparedData:
         path = f"{cfg.cache}.{split}.{self._cache_key(split, training, raw)}"
         return Step("cache", f"file {path} ({what})", dataset_fn=lambda ds: ds.cache(path))
 
-    def _augment_steps(self, rrc, ops: list[str], seg: bool) -> list[Step]:
-        cfg, aug = self.data_config, self.data_config.augment
-        size = tuple(cfg.image_size)
-        seed = self.seed
-        files = self.source.kind == "files"
-        steps = [
-            Step(
-                "augment",
-                f"attach a per-example seed (tf.data random, seed {seed}, fresh every epoch)",
-                dataset_fn=lambda ds: tf.data.Dataset.zip(
-                    (
-                        ds,
-                        tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2),
-                    )
-                ),
-            ),
-            Step(
-                "augment",
-                "(flatten)",
-                element_fn=lambda e: (e[0][0], e[0][1], e[1]),
-                internal=True,
-            ),
-        ]
-        if rrc is not None:
-            scale, ratio = tuple(rrc.scale), tuple(rrc.ratio)
-
-            def crop(e):
-                image, target, s = e
-                s = T.split_seed(s, 2)[1]
-                if files and not seg:
-                    image = T.decode_random_crop(
-                        image, cfg.channels, s, size, scale, ratio, self.source.formats
-                    )
-                    return image, target, e[2]
-                if files:
-                    image = T.decode_image(image, cfg.channels, self.source.formats)
-                    target = T.decode_mask(target)
-                image = T.to_channels(image, cfg.channels)
-                image, mask = T.random_resized_crop(
-                    image, target if seg else None, s, size, scale, ratio
-                )
-                return image, (mask if seg else target), e[2]
-
-            how = "decode_and_crop_jpeg (JPEG), " if files and not seg else ""
-            steps.append(
-                Step(
-                    "augment",
-                    f"random_resized_crop scale={scale} ratio=({ratio[0]:.3g}, {ratio[1]:.3g}): "
-                    f"{how}resize to {size}",
-                    element_fn=crop,
-                )
-            )
-        if seg and "randaugment" in ops:
-            raise DataError(
-                "data.augment.randaugment is for classification; for segmentation list the "
-                "geometric and photometric ops explicitly (they move the mask with the image)."
-            )
-        needs_float = any(o not in DTYPE_FREE for o in ops)
-        funcs = []
-        descr = []
-        for k, op in enumerate(ops):
-            funcs.append((op, k))
-            descr.append(_describe_op(op, aug))
-
-        def augment(e):
-            image, target, s = e
-            seeds = T.split_seed(s, len(funcs) + 3)
-            mask = target if seg else None
-            if needs_float:
-                image = T.to_unit(image)
-            for op, k in funcs:
-                image, mask = _apply_op(op, aug, image, mask, seeds[k + 3])
-            if needs_float:
-                image = T.from_unit(image)
-            return image, (mask if seg else target)
-
-        if funcs:
-            target = "image and mask" if seg else "image"
-            kind = "in 0..1 float, then float32 0..255" if needs_float else "uint8"
-            steps.append(
-                Step("augment", f"{'; '.join(descr)} ({target}, {kind})", element_fn=augment)
-            )
-        else:
-            steps.append(
-                Step("augment", "(drop seed)", element_fn=lambda e: (e[0], e[1]), internal=True)
-            )
-        return steps
-
     def _one_hot_fn(self):
         k = self.num_classes
         return lambda e: (e[0], tf.one_hot(e[1], k, dtype=tf.float32))
-
-    def _batch_op_steps(self, ops: list[str], seg: bool) -> list[Step]:
-        """MixUp/CutMix on float32 0..255 batches with one-hot targets.
-
-        Both are convex combinations, so mixing pixels and then scaling them in
-        the model equals mixing scaled images.
-        """
-        if not ops:
-            return []
-        aug = self.data_config.augment
-        seed = self.seed + 1
-        steps = [
-            Step(
-                "batch_ops",
-                f"attach a per-batch seed (seed {seed}, fresh every epoch)",
-                dataset_fn=lambda ds: tf.data.Dataset.zip(
-                    (
-                        ds,
-                        tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2),
-                    )
-                ),
-            )
-        ]
-        mix, cut = aug.mixup, aug.cutmix
-
-        def mixing(e):
-            (images, targets), s = e
-            images = tf.cast(images, tf.float32)
-            s = T.split_seed(s, 3)
-            if mix and cut:
-                return tf.cond(
-                    T._uniform(s[2]) < 0.5,
-                    lambda: T.mixup(images, targets, s[0], mix),
-                    lambda: T.cutmix(images, targets, s[1], cut),
-                )
-            if mix:
-                return T.mixup(images, targets, s[0], mix)
-            return T.cutmix(images, targets, s[1], cut)
-
-        names = " or ".join(f"{o} alpha={getattr(aug, o)}" for o in ops) + (
-            " (one per batch, 50/50)" if len(ops) == 2 else ""
-        )
-        steps.append(Step("batch_ops", names, element_fn=mixing))
-        return steps
 
     def plan_text(self, splits=("train", "validation", "test")) -> str:
         """The plan of every split as text (what ``kerasflow data plan`` prints)."""
@@ -577,50 +404,15 @@ def _pair(fn):
     return lambda e: tuple(fn(e[0], e[1])) + tuple(e[2:])
 
 
-def _deterministic_fn(cfg, seg: bool):
-    if seg:
+def _deterministic_fn(cfg, has_mask: bool):
+    if has_mask:
         return _pair(lambda x, t: T.deterministic(x, cfg, t))
     return _pair(lambda x, t: (T.deterministic(x, cfg), t))
 
 
-def _describe_op(op: str, aug) -> str:
-    value = getattr(aug, op)
-    if op in ("horizontal_flip", "vertical_flip"):
-        return op
-    if op == "randaugment":
-        return f"randaugment num_ops={value.num_ops} magnitude={value.magnitude}"
-    return f"{op} {value}"
-
-
-def _apply_op(op: str, aug, image, mask, seed):
-    """One random op; geometric ones move the mask (nearest) too."""
-    if op == "horizontal_flip":
-        return T.flip(image, mask, seed, horizontal=True)
-    if op == "vertical_flip":
-        return T.flip(image, mask, seed, horizontal=False)
-    if op == "rotation":
-        return T.random_rotation(image, mask, seed, aug.rotation)
-    if op == "zoom":
-        return T.random_zoom(image, mask, seed, aug.zoom)
-    if op == "translation":
-        return T.random_translation(image, mask, seed, aug.translation)
-    if op == "brightness":
-        return T.random_brightness(image, seed, aug.brightness), mask
-    if op == "contrast":
-        return T.random_contrast(image, seed, aug.contrast), mask
-    if op == "saturation":
-        return T.random_saturation(image, seed, aug.saturation), mask
-    if op == "hue":
-        return T.random_hue(image, seed, aug.hue), mask
-    if op == "random_erasing":
-        return T.random_erasing(image, seed, aug.random_erasing), mask
-    if op == "randaugment":
-        r = aug.randaugment
-        return T.randaugment(image, seed, r.num_ops, r.magnitude), mask
-    raise ValueError(f"Unknown augment op. Received: op={op!r}")
-
-
-def prepare(data_config, seed: int = 0, source: SourceData | None = None) -> PreparedData:
+def prepare(
+    data_config, seed: int = 0, source: SourceData | None = None, target: str | None = None
+) -> PreparedData:
     """Load the source once (scanning its files) and assign splits.
 
     Args:
@@ -628,21 +420,30 @@ def prepare(data_config, seed: int = 0, source: SourceData | None = None) -> Pre
         seed: decides split hashing, shuffling and augmentation.
         source: an already loaded source (e.g. :func:`~kerasflow.pipelines.from_arrays`)
             instead of ``data.source``.
+        target: the target kind the caller needs: ``class``, ``mask`` or
+            ``multi_hot``; ``None`` takes what the source holds (see
+            :func:`~kerasflow.pipelines.sources.load_source`).
 
     Raises:
         DataError: a bad file (with ``on_bad_image: error``), label, mask or folder,
-            naming it.
+            naming it; a source that cannot give ``target`` targets; MixUp,
+            CutMix or RandAugment with mask targets.
 
     Example:
         >>> data = prepare(kerasflow.load_config().data, seed=42)
         >>> data.size("train"), data.num_classes
+        >>> tags = prepare(cfg.data, seed=0, target="multi_hot")
+        >>> tags.labels("test").shape  # (n, K)
     """
-    source = load_source(data_config) if source is None else source
+    if source is None:
+        source = load_source(data_config, target)
+    else:
+        check_target(source.target, target, f"Source {source.name!r}")
     enabled = set(data_config.augment.enabled())
-    if source.task == "segmentation" and enabled & (BATCH_OPS | {"randaugment"}):
+    if source.target == "mask" and enabled & (BATCH_OPS | {"randaugment"}):
         raise DataError(
-            f"data.augment {sorted(enabled & (BATCH_OPS | {'randaugment'}))} are for "
-            "classification. Remove them for segmentation sources."
+            f"data.augment {sorted(enabled & (BATCH_OPS | {'randaugment'}))} are for class and "
+            "multi-label targets. Remove them for segmentation sources."
         )
     indices = splits_lib.assign(source, data_config.split, seed=seed)
     log.info("data %s: %s", data_config.source, {k: int(len(v)) for k, v in indices.items()})
@@ -654,7 +455,11 @@ def prepare(data_config, seed: int = 0, source: SourceData | None = None) -> Pre
 
 
 def build(
-    data_config, split: str = "train", seed: int = 0, training: bool | None = None
+    data_config,
+    split: str = "train",
+    seed: int = 0,
+    training: bool | None = None,
+    target: str | None = None,
 ) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(image, target)`` for one split.
 
@@ -663,4 +468,4 @@ def build(
         >>> cfg = kerasflow.load_config()
         >>> ds = kerasflow.pipelines.build(cfg.data, "train")
     """
-    return prepare(data_config, seed).dataset(split, training=training)
+    return prepare(data_config, seed, target=target).dataset(split, training=training)

@@ -15,6 +15,7 @@ import numpy as np
 
 from kerasflow.errors import DataError
 from kerasflow.pipelines import scan as scan_lib
+from kerasflow.pipelines.detection_data import load_detection
 from kerasflow.pipelines.sources import load_source
 
 
@@ -24,10 +25,10 @@ class CheckReport:
 
     Attributes:
         source: the ``data.source`` checked.
-        task: classification, segmentation or detection.
+        target: the target kind checked: ``class``, ``mask``, ``multi_hot`` or ``boxes``.
         num_examples: usable examples.
-        class_counts: examples per class (segmentation: images containing it;
-            detection: boxes).
+        class_counts: examples per class (``mask`` and ``multi_hot``: images
+            containing it; ``boxes``: boxes).
         problems: ``(path, reason)`` for every bad file.
         notes: ``(path, note)`` for suspicious but usable files (e.g. PNG data
             in a ``.jpg``).
@@ -38,7 +39,7 @@ class CheckReport:
     """
 
     source: str
-    task: str = "classification"
+    target: str = "class"
     num_examples: int = 0
     class_counts: dict[str, int] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -71,7 +72,9 @@ class CheckReport:
 
     def to_text(self) -> str:
         """A human-readable report."""
-        lines = [f"source: {self.source} ({self.task}), {self.num_examples} usable examples"]
+        lines = [
+            f"source: {self.source} ({self.target} targets), {self.num_examples} usable examples"
+        ]
         for err in self.errors:
             lines.append(f"ERROR: {err}")
         if self.class_counts:
@@ -100,24 +103,30 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_data(data_config, task: str = "classification") -> CheckReport:
+def check_data(data_config, target: str | None = None) -> CheckReport:
     """Scan every file of ``data.source`` once (fully decoding each) and report.
 
     Bad files never raise here, whatever ``on_bad_image`` says; a source that
     cannot load at all (an empty class folder, a mask without an image, a
-    label outside ``class_names``) is reported in ``errors``. ``task`` is the
-    run's ``experiment.task``; detection sources go to :func:`check_detection`.
+    label outside ``class_names``, a source that cannot give ``target``
+    targets) is reported in ``errors``.
+
+    Args:
+        data_config: the ``data:`` section.
+        target: the target kind the run needs (its task's): ``class``,
+            ``mask``, ``multi_hot`` or ``boxes`` (detection sources, see
+            :func:`check_detection`); ``None`` takes what the source holds.
     """
-    if task == "detection":
+    if target == "boxes":
         return check_detection(data_config)
     report = CheckReport(source=data_config.source)
     lenient = data_config.model_copy(update={"on_bad_image": "skip"})
     try:
-        src = load_source(lenient)
+        src = load_source(lenient, target)
     except DataError as exc:
         report.errors.append(str(exc))
         return report
-    report.task = src.task
+    report.target = src.target
     report.num_examples = len(src)
     report.ignored = dict(src.ignored)
     report.problems.extend(src.skipped)
@@ -134,8 +143,13 @@ def check_data(data_config, task: str = "classification") -> CheckReport:
     report.modes = dict(modes)
     report.num_examples = len(src) - len(bad_idx)
     good = [i for i in range(len(src)) if i not in bad_idx]
-    if src.task == "segmentation":
+    if src.target == "mask":
         report.class_counts = _mask_class_counts(src, good, report)
+    elif src.target == "multi_hot":
+        counts = src.labels[good].sum(axis=0, dtype=np.int64)
+        report.class_counts = {
+            name: int(c) for name, c in zip(src.class_names, counts, strict=True)
+        }
     else:
         counts = np.bincount(src.labels[good], minlength=len(src.class_names))
         report.class_counts = {
@@ -170,9 +184,7 @@ def check_detection(data_config) -> CheckReport:
     """
     import tensorflow as tf
 
-    from kerasflow.pipelines.detection import load_detection
-
-    report = CheckReport(source=data_config.source, task="detection")
+    report = CheckReport(source=data_config.source, target="boxes")
     try:
         data = load_detection(data_config.model_copy(update={"on_bad_image": "skip"}))
     except DataError as exc:

@@ -1,6 +1,6 @@
 """``kerasflow data preview``: a PNG grid of augmented training samples.
 
-For segmentation the mask is overlaid in colour (class 0 left clear).
+For mask targets the mask is overlaid in colour (class 0 left clear).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def sample_grid(prepared: PreparedData, count: int = 16, split: str = "train") -
     for images, targets in prepared.dataset(split, training=True).as_numpy_iterator():
         images = to_display(images).numpy()
         for i in range(len(images)):
-            if prepared.task == "segmentation":
+            if prepared.target == "mask":
                 tiles.append(overlay_mask(images[i], targets[i]))
             else:
                 tile = np.round(images[i] * 255).astype(np.uint8)

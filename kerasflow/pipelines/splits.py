@@ -19,6 +19,26 @@ def stable_unit(key: str, seed: int = 0) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+def multi_hot_strata(labels: np.ndarray) -> np.ndarray:
+    """One stratum per multi-label example: the id of its rarest label, -1 for no label.
+
+    Rarity is the label's count over all examples (ties: the lower id). Each
+    label's examples then spread over the splits at least through the
+    examples for which it is the rarest, which keeps rare labels in every
+    split; common labels follow from the many examples that hold them.
+
+    Example:
+        >>> multi_hot_strata(np.array([[1, 1], [1, 0], [0, 0]]))
+        array([ 1,  0, -1])
+    """
+    labels = np.asarray(labels) > 0
+    counts = labels.sum(axis=0)
+    # Absent labels rank last; among present ones the rarest (lowest count) wins.
+    score = np.where(labels, counts[None, :], np.iinfo(np.int64).max)
+    rarest = np.argmin(score, axis=1) if labels.shape[1] else np.zeros(len(labels), np.int64)
+    return np.where(labels.any(axis=1), rarest, -1)
+
+
 def assign_splits(
     keys, labels, fractions, seed: int = 0, stratify: bool = False
 ) -> dict[str, np.ndarray]:
@@ -28,11 +48,14 @@ def assign_splits(
     fractions. With ``stratify`` the hash is used as a rank inside each class,
     so every class gets its share (exact up to rounding); a new file then
     only takes a place in its own class, leaving others where they were
-    unless a class boundary shifts by one rank.
+    unless a class boundary shifts by one rank. Multi-label ``(n, K)`` labels
+    are stratified by each example's rarest label (:func:`multi_hot_strata`).
     """
     fr = [fractions.train, fractions.validation, fractions.test]
     units = np.array([stable_unit(k, seed) for k in keys])
     labels = np.asarray(labels)
+    if stratify and labels.ndim == 2:
+        labels = multi_hot_strata(labels)
     out = {s: [] for s in SPLITS}
     for cls in np.unique(labels) if stratify else [None]:
         idx = np.arange(len(keys)) if cls is None else np.flatnonzero(labels == cls)

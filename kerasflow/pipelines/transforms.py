@@ -15,7 +15,8 @@ pipeline seeded once gives fresh but reproducible values every epoch):
     float32 in 0..1 while they are augmented (:func:`to_unit`), then float32
     0..255 (:func:`from_unit`), not rounded.
 
-Batch level: ``mixup`` and ``cutmix`` on ``(images, one-hot labels)``.
+Batch level: ``mixup`` and ``cutmix`` on ``(images, float labels)``: one-hot
+class vectors or multi-hot label vectors, mixed like the pixels.
 
 Segmentation masks are ``(H, W)`` int32 class ids throughout.
 """
@@ -121,7 +122,8 @@ def _crop_to_aspect(image, size, mask=None):
     return image, mask
 
 
-def _padded_size(image, size):
+def padded_size(image, size):
+    """``(height, width)`` of ``image`` scaled to fit inside ``size`` keeping its aspect."""
     shape = tf.shape(image)
     h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
     scale = tf.minimum(size[0] / h, size[1] / w)
@@ -146,7 +148,7 @@ def resize_image(
     if mode == "crop":
         image, _ = _crop_to_aspect(image, size)
     if mode == "pad":
-        nh, nw = _padded_size(image, size)
+        nh, nw = padded_size(image, size)
         inner = tf.image.resize(image, tf.stack([nh, nw]), interpolation, antialias=antialias)
         out = tf.image.pad_to_bounding_box(
             _as_uint8(inner), (size[0] - nh) // 2, (size[1] - nw) // 2, size[0], size[1]
@@ -172,7 +174,7 @@ def resize_mask(mask: tf.Tensor, size, mode: str = "stretch") -> tf.Tensor:
     if mode == "crop":
         m, _ = _crop_to_aspect(m, size)
     if mode == "pad":
-        nh, nw = _padded_size(m, size)
+        nh, nw = padded_size(m, size)
         inner = tf.image.resize(m, tf.stack([nh, nw]), "nearest")
         m = tf.image.pad_to_bounding_box(
             inner, (size[0] - nh) // 2, (size[1] - nw) // 2, size[0], size[1]
@@ -275,13 +277,14 @@ def split_seed(seed: tf.Tensor, num: int) -> tf.Tensor:
     return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num)
 
 
-def _uniform(seed, low=0.0, high=1.0, shape=()):
+def uniform(seed, low=0.0, high=1.0, shape=()):
+    """Stateless uniform floats in ``[low, high)`` of ``shape`` from a ``[2]`` seed."""
     return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high)
 
 
 def flip(image, mask, seed, horizontal: bool = True):
     """Mirror image and mask left-right (or up-down) with probability 0.5."""
-    do = _uniform(seed) < 0.5
+    do = uniform(seed) < 0.5
     axis = 1 if horizontal else 0
 
     def mirrored(x):
@@ -332,13 +335,13 @@ def rotate(image, mask, angle):
 
 def random_rotation(image, mask, seed, factor: float):
     """Rotate by a uniform angle in ``+-factor`` of a full turn."""
-    angle = _uniform(seed, -factor, factor) * 2.0 * math.pi
+    angle = uniform(seed, -factor, factor) * 2.0 * math.pi
     return rotate(image, mask, angle)
 
 
 def random_zoom(image, mask, seed, factor: float):
     """Zoom in or out by a scale in ``1 +- factor`` about the centre."""
-    scale = _uniform(seed, 1.0 - factor, 1.0 + factor)
+    scale = uniform(seed, 1.0 - factor, 1.0 + factor)
     inv = 1.0 / scale
     zero = tf.constant(0.0)
     return _affine(image, mask, _about_center(image, [[inv, zero], [zero, inv]]))
@@ -356,7 +359,7 @@ def translate(image, mask, dx, dy):
 def random_translation(image, mask, seed, factor: float):
     """Shift by up to ``factor`` of height and width in each direction."""
     shape = tf.cast(tf.shape(image), tf.float32)
-    d = _uniform(seed, -factor, factor, shape=(2,))
+    d = uniform(seed, -factor, factor, shape=(2,))
     return translate(image, mask, d[0] * shape[1], d[1] * shape[0])
 
 
@@ -403,15 +406,15 @@ def random_erasing(image, seed, probability: float, scale=(0.02, 0.33), ratio=(0
     s = split_seed(seed, 5)
     shape = tf.shape(image)
     h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-    area = _uniform(s[0], scale[0], scale[1]) * h * w
-    aspect = tf.exp(_uniform(s[1], math.log(ratio[0]), math.log(ratio[1])))
+    area = uniform(s[0], scale[0], scale[1]) * h * w
+    aspect = tf.exp(uniform(s[1], math.log(ratio[0]), math.log(ratio[1])))
     eh = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area * aspect)), tf.int32), 1, shape[0])
     ew = tf.clip_by_value(tf.cast(tf.round(tf.sqrt(area / aspect)), tf.int32), 1, shape[1])
-    top = tf.cast(_uniform(s[2]) * tf.cast(shape[0] - eh + 1, tf.float32), tf.int32)
-    left = tf.cast(_uniform(s[3]) * tf.cast(shape[1] - ew + 1, tf.float32), tf.int32)
+    top = tf.cast(uniform(s[2]) * tf.cast(shape[0] - eh + 1, tf.float32), tf.int32)
+    left = tf.cast(uniform(s[3]) * tf.cast(shape[1] - ew + 1, tf.float32), tf.int32)
     noise = tf.random.stateless_uniform(tf.shape(image), s[4], dtype=image.dtype)
     erased = erase(image, top, left, eh, ew, noise)
-    return tf.cond(_uniform(split_seed(seed, 6)[5]) < probability, lambda: erased, lambda: image)
+    return tf.cond(uniform(split_seed(seed, 6)[5]) < probability, lambda: erased, lambda: image)
 
 
 # --------------------------------------------------------------------------- RandAugment
@@ -448,7 +451,7 @@ def randaugment(image, seed, num_ops: int = 2, magnitude: float = 9.0):
 
     def apply(x, s):
         s2 = split_seed(s, 2)
-        sign = tf.where(_uniform(s2[0]) < 0.5, -1.0, 1.0)
+        sign = tf.where(uniform(s2[0]) < 0.5, -1.0, 1.0)
         zero = tf.constant(0.0)
         bits = tf.cast(8 - round(4 * m), tf.float32)
         levels = tf.pow(2.0, bits) - 1.0
@@ -557,7 +560,7 @@ def mixup(images, labels, seed, alpha: float):
 
     Args:
         images: ``(B, H, W, C)`` float (any scale: the blend is convex).
-        labels: ``(B, K)`` one-hot float.
+        labels: ``(B, K)`` float: one-hot classes or multi-hot labels.
     """
     s = split_seed(seed, 2)
     lam = _beta(s[0], alpha)
@@ -579,7 +582,7 @@ def cutmix(images, labels, seed, alpha: float):
     hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
     cut = tf.sqrt(1.0 - lam)
     ch, cw = tf.cast(hf * cut, tf.int32), tf.cast(wf * cut, tf.int32)
-    centre = _uniform(s[2], shape=(2,))
+    centre = uniform(s[2], shape=(2,))
     cy, cx = tf.cast(centre[0] * hf, tf.int32), tf.cast(centre[1] * wf, tf.int32)
     y0, y1 = tf.clip_by_value(cy - ch // 2, 0, h), tf.clip_by_value(cy + ch - ch // 2, 0, h)
     x0, x1 = tf.clip_by_value(cx - cw // 2, 0, w), tf.clip_by_value(cx + cw - cw // 2, 0, w)

@@ -37,7 +37,8 @@ def write_coco(root: Path, images, categories=("cat", "dog"), name="ann.json") -
 
 
 def data_config(source, root=None, **extra):
-    from kerasflow.config import build_config
+    """A validated detection ``DataConfig`` (only the data section is validated)."""
+    from kerasflow.config import DataConfig
 
     data = {
         "source": str(source),
@@ -50,7 +51,7 @@ def data_config(source, root=None, **extra):
     }
     if root is not None:
         data["root"] = str(root)
-    return build_config({"experiment": {"task": "detection"}, "data": data}).data
+    return DataConfig.model_validate(data)
 
 
 def tiny_run(

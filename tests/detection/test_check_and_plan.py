@@ -10,8 +10,8 @@ from click.testing import CliRunner
 import kerasflow
 from kerasflow.cli import cli
 from kerasflow.errors import DataError
-from kerasflow.pipelines import detection as det
 from kerasflow.pipelines.check import check_data
+from kerasflow.pipelines.detection_data import prepare_detection
 
 from .helpers import data_config, write_coco, write_png
 
@@ -43,9 +43,9 @@ def _run(*args):
 def test_bad_image_file_stops_the_run_or_is_skipped(tmp_path):
     path = _coco(tmp_path)
     with pytest.raises(DataError, match="truncated PNG") as info:
-        det.prepare_detection(data_config(path))
+        prepare_detection(data_config(path))
     assert str(tmp_path / "broken.png") in str(info.value)
-    data = det.prepare_detection(data_config(path, on_bad_image="skip"))
+    data = prepare_detection(data_config(path, on_bad_image="skip"))
     skipped = dict(data.skipped)
     assert set(skipped) == {str(tmp_path / "broken.png"), "resized.png"}
     assert "is 40x30 but its annotation says 40x20" in skipped["resized.png"]
@@ -57,13 +57,13 @@ def test_annotated_size_mismatch_is_an_error_naming_both_sizes(tmp_path):
     (tmp_path / "broken.png").unlink()
     write_png(tmp_path / "broken.png", 20, 40)
     with pytest.raises(DataError, match=r"resized\.png.*40x30 but its annotation says 40x20"):
-        det.prepare_detection(data_config(path))
+        prepare_detection(data_config(path))
 
 
 def test_check_reports_annotations_files_and_box_counts(tmp_path):
     path = _coco(tmp_path)
-    report = check_data(data_config(path), task="detection")
-    assert report.task == "detection" and not report.ok
+    report = check_data(data_config(path), target="boxes")
+    assert report.target == "boxes" and not report.ok
     assert {p for p, _ in report.problems} == {str(tmp_path / "broken.png"), "resized.png"}
     assert report.num_examples == 3
     assert report.class_counts == {"cat": 2, "dog": 2}  # boxes of the good images
@@ -72,13 +72,13 @@ def test_check_reports_annotations_files_and_box_counts(tmp_path):
 
 def test_cli_check_and_plan_for_a_detection_source(tmp_path):
     path = _coco(tmp_path)
-    sets = ["--set", "experiment.task=detection", "--set", f"data.source={path}",
-            "--set", "data.image_size=[32,32]", "--set", "data.channels=3"]  # fmt: skip
-    bad = _run("check", *sets)
+    config = Path(kerasflow.__file__).parent / "configs" / "shapes_detection.yaml"
+    sets = ["--set", f"data.source={path}", "--set", "data.image_size=[32,32]",
+            "--set", "data.channels=3"]  # fmt: skip
+    bad = _run("check", str(config), *sets)
     assert bad.exit_code == 1
     assert f"{tmp_path / 'broken.png'}: truncated PNG" in bad.output
     assert "classes (2): cat: 2, dog: 2" in bad.output
-    config = Path(kerasflow.__file__).parent / "configs" / "shapes_detection.yaml"
     sets += ["--set", "data.on_bad_image=skip", "--set", "data.split.train=1.0",
              "--set", "data.split.validation=0.0", "--set", "data.split.test=0.0"]  # fmt: skip
     plan = _run("plan", str(config), *sets)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from kerasflow.errors import DataError
-from kerasflow.pipelines import detection as det
+from kerasflow.pipelines import synthetic
+from kerasflow.pipelines.detection_data import prepare_detection
+from kerasflow.pipelines.sources import load_coco, load_voc
 
 from .helpers import data_config, write_coco, write_png
 
@@ -21,14 +23,14 @@ def test_coco_boxes_are_normalised_yxyx_with_class_ids(tmp_path):
             ("sub/b.png", 20, 20, []),
         ],
     )
-    src = det.load_coco(path)
+    src = load_coco(path)
     assert src.class_names == ["cat", "dog"]
     assert src.keys == ["a.png", "sub/b.png"]
     np.testing.assert_allclose(src.boxes[0], [[0.1, 0.1, 0.6, 0.3], [0, 0, 1, 1]], atol=1e-6)
     assert src.classes[0].tolist() == [1, 0]
     assert src.boxes[1].shape == (0, 4)
     # data.class_names reorders the ids by name.
-    src = det.load_coco(path, class_names=["dog", "cat"])
+    src = load_coco(path, class_names=["dog", "cat"])
     assert src.classes[0].tolist() == [0, 1]
 
 
@@ -40,7 +42,7 @@ def test_coco_pipeline_gives_padded_boxes_on_the_letterboxed_image(tmp_path):
         "categories": [{"id": 1, "name": "block"}],
     }
     (tmp_path / "ann.json").write_text(json.dumps(doc))
-    data = det.prepare_detection(data_config(tmp_path / "ann.json"))
+    data = prepare_detection(data_config(tmp_path / "ann.json"))
     images, targets = next(iter(data.dataset("train", training=False)))
     assert images.shape == (1, 64, 64, 3)
     assert targets["boxes"].shape == (1, 32, 4) and targets["classes"].numpy()[0, :2].tolist() == [
@@ -66,9 +68,9 @@ def test_coco_pipeline_gives_padded_boxes_on_the_letterboxed_image(tmp_path):
 def test_coco_bad_boxes_name_the_file_and_value_or_are_skipped(tmp_path, bbox, cat, message):
     path = write_coco(tmp_path, [("a.png", 40, 80, [(bbox, cat)]), ("b.png", 40, 80, [])])
     with pytest.raises(DataError, match=message) as info:
-        det.load_coco(path)
+        load_coco(path)
     assert "a.png" in str(info.value) and "on_bad_image: skip" in str(info.value)
-    src = det.load_coco(path, on_bad="skip")
+    src = load_coco(path, on_bad="skip")
     assert src.keys == ["b.png"]
     assert src.skipped[0][0] == "a.png" and message in src.skipped[0][1]
 
@@ -77,10 +79,10 @@ def test_coco_missing_image_file(tmp_path):
     path = write_coco(tmp_path, [("a.png", 40, 80, [])])
     (tmp_path / "a.png").unlink()
     with pytest.raises(DataError, match="a.png.*missing"):
-        det.load_coco(path)
+        load_coco(path)
     cfg = data_config(path, on_bad_image="skip")
     with pytest.raises(DataError, match="no usable images \\(1 skipped\\)"):
-        det.prepare_detection(cfg)
+        prepare_detection(cfg)
 
 
 VOC_XML = """<annotation><filename>{name}</filename>
@@ -102,7 +104,7 @@ def _voc(tmp_path, cls="person", xmin=11):
 
 
 def test_voc_folder(tmp_path):
-    src = det.load_voc(_voc(tmp_path))
+    src = load_voc(_voc(tmp_path))
     assert src.class_names == ["dog", "person"]
     # 1-based inclusive pixels: xmin 11 -> edge 10, ymin 11 -> 10.
     np.testing.assert_allclose(src.boxes[0], [[0.1, 0.2, 0.6, 0.6]], atol=1e-6)
@@ -113,11 +115,11 @@ def test_voc_folder(tmp_path):
 def test_voc_unknown_class_and_inverted_box(tmp_path):
     folder = _voc(tmp_path, cls="horse")
     with pytest.raises(DataError, match="x.xml.*unknown class 'horse'"):
-        det.load_voc(folder, class_names=["dog", "person"])
+        load_voc(folder, class_names=["dog", "person"])
     (folder / "Annotations" / "x.xml").write_text(VOC_XML.format(name="x.png", cls="dog", xmin=40))
     with pytest.raises(DataError, match="negative or zero width"):
-        det.load_voc(folder)
-    assert det.load_voc(folder, on_bad="skip").skipped[0][0] == "x.xml"
+        load_voc(folder)
+    assert load_voc(folder, on_bad="skip").skipped[0][0] == "x.xml"
 
 
 def test_tfds_detection_with_mock_data(tmp_path):
@@ -130,7 +132,7 @@ def test_tfds_detection_with_mock_data(tmp_path):
         },
     )
     with tfds.testing.mock_data(num_examples=3):
-        data = det.prepare_detection(cfg)
+        data = prepare_detection(cfg)
         assert data.class_names[:2] == ["aeroplane", "bicycle"] and data.num_classes == 20
         assert data.size("train") == 3
         images, targets = next(iter(data.dataset("train")))
@@ -143,19 +145,19 @@ def test_tfds_detection_with_mock_data(tmp_path):
 
 def test_synthetic_shapes_are_deterministic_and_boxes_are_tight(tmp_path):
     rng = np.random.default_rng(3)
-    image, boxes, classes = det.draw_shapes_detection_example(rng, size=64, max_shapes=3)
+    image, boxes, classes = synthetic.draw_shapes_detection_example(rng, size=64, max_shapes=3)
     assert image.shape == (64, 64, 3) and len(boxes) == len(classes) >= 1
     for (x0, y0, x1, y1), cls in zip(boxes, classes, strict=True):
         assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
-        if det.SHAPE_CLASSES[cls] == "square":  # a filled square fills its box exactly
+        if synthetic.DETECTION_CLASSES[cls] == "square":  # a filled square fills its box exactly
             patch = image[y0:y1, x0:x1].reshape(-1, 3)
             assert (patch == patch[0]).all()
-    a = det.write_shapes_detection(tmp_path / "a", num_images=4, size=32, seed=1)
-    b = det.write_shapes_detection(tmp_path / "b", num_images=4, size=32, seed=1)
+    a = synthetic.write_shapes_detection(tmp_path / "a", num_images=4, size=32, seed=1)
+    b = synthetic.write_shapes_detection(tmp_path / "b", num_images=4, size=32, seed=1)
     assert (a / "annotations.json").read_text() == (b / "annotations.json").read_text()
     assert (a / "images" / "0003.png").read_bytes() == (b / "images" / "0003.png").read_bytes()
-    src = det.load_coco(a / "annotations.json")
-    assert src.class_names == list(det.SHAPE_CLASSES) and len(src) == 4
+    src = load_coco(a / "annotations.json")
+    assert src.class_names == list(synthetic.DETECTION_CLASSES) and len(src) == 4
 
 
 @pytest.mark.parametrize(
@@ -169,4 +171,4 @@ def test_synthetic_shapes_are_deterministic_and_boxes_are_tight(tmp_path):
 def test_options_that_would_move_pixels_without_boxes_are_rejected(tmp_path, extra, message):
     path = write_coco(tmp_path, [("a.png", 40, 80, [])])
     with pytest.raises(DataError, match=message):
-        det.prepare_detection(data_config(path, **extra))
+        prepare_detection(data_config(path, **extra))

@@ -9,14 +9,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kerasflow.config import build_config
+from kerasflow.config import DataConfig
 
 COLOURS = {"cat": (200, 30, 30), "dog": (30, 200, 30), "fox": (30, 30, 200)}
 
 
 def data_config(**data):
-    """A validated ``DataConfig`` from keyword fields."""
-    return build_config({"data": data}).data
+    """A validated ``DataConfig`` from keyword fields.
+
+    Only the data section is validated: the pipelines read any source whatever
+    task a run config would pair it with.
+    """
+    return DataConfig.model_validate(data)
 
 
 def gradient_image(h: int, w: int, seed: int = 0) -> np.ndarray:

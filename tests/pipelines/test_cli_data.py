@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -27,8 +29,9 @@ def test_plan_prints_each_split():
 
 def test_preview_writes_grid_with_masks(tmp_path, seg_folder):
     out = tmp_path / "grid.png"
-    result = _run("preview", "--out", str(out), "--count", "4",
-                  "--set", f"data.source={seg_folder}", "--set", "data.channels=3",
+    config = Path(cli_module.__file__).parent / "configs" / "segmentation_shapes.yaml"
+    result = _run("preview", str(config), "--out", str(out), "--count", "4",
+                  "--set", f"data.source={seg_folder}", "--set", "data.image_size=[16,16]",
                   "--set", "data.split.train=1.0", "--set", "data.split.test=0.0",
                   "--set", "data.split.validation=0.0")  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -163,7 +163,7 @@ def test_segmentation_pairs(seg_folder):
     cfg = data_config(source=str(seg_folder), image_size=[16, 16], channels=3, split=ALL_TRAIN,
                       class_names=["bg", "left", "box"])  # fmt: skip
     data = prepare(cfg)
-    assert data.task == "segmentation" and data.num_classes == 3
+    assert data.target == "mask" and data.num_classes == 3
     image, mask = _examples(data)[0]
     assert image.shape == (16, 16, 3) and mask.shape == (16, 16) and mask.dtype == np.int32
     assert set(np.unique(mask)) == {0, 1, 2}
@@ -202,7 +202,7 @@ def test_synthetic_shapes_is_deterministic(tmp_path):
                       image_size=[24, 24], channels=3)  # fmt: skip
     src = load_source(cfg)
     assert src.class_names == ["background", "circle", "square", "triangle"]
-    assert len(src) == synthetic.DEFAULTS["num_images"]
+    assert len(src) == synthetic.SEGMENTATION_DEFAULTS["num_images"]
     masks = [np.asarray(Image.open(p)) for p in src.mask_paths]
     assert set(np.unique(np.concatenate([m.ravel() for m in masks]))) == {0, 1, 2, 3}
 
@@ -242,7 +242,7 @@ def test_tfds_segmentation_prepared_offline(toy_tfds_dir):
         tfds={"mask_key": "segmentation_mask", "data_dir": str(toy_tfds_dir), "download": False},
     )  # fmt: skip
     data = prepare(cfg)
-    assert data.task == "segmentation"
+    assert data.target == "mask"
     assert data.size("train") + data.size("validation") == 6 and data.size("test") == 2
     x, m = next(iter(data.dataset("test")))
     assert x.shape == (2, 10, 12, 3) and m.shape == (2, 10, 12)
@@ -273,7 +273,7 @@ def test_tfrecord_segmentation_masks(tmp_path):
     cfg = data_config(source=str(path), image_size=[6, 8], channels=3, split=ALL_TRAIN,
                       class_names=["bg", "a", "b"], tfrecord={"mask_key": "image/mask"})  # fmt: skip
     data = prepare(cfg)
-    assert data.task == "segmentation"
+    assert data.target == "mask"
     ((_, got),) = _examples(data)
     np.testing.assert_array_equal(got, mask[..., 0].astype(np.int32))
 

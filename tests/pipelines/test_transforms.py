@@ -120,18 +120,18 @@ def test_from_unit_gives_unrounded_pixels():
 # ------------------------------------------------------------------ geometric
 def test_horizontal_flip_mirrors_image_and_mask():
     img = tf.constant(gradient_image(12, 12))
-    s = _find_seed(lambda s: bool(T._uniform(s) < 0.5))
+    s = _find_seed(lambda s: bool(T.uniform(s) < 0.5))
     out, mask = T.flip(img, _mask(), s, horizontal=True)
     np.testing.assert_array_equal(out.numpy(), img.numpy()[:, ::-1])
     np.testing.assert_array_equal(mask.numpy(), _mask().numpy()[:, ::-1])
-    s = _find_seed(lambda s: bool(T._uniform(s) >= 0.5))
+    s = _find_seed(lambda s: bool(T.uniform(s) >= 0.5))
     out, _ = T.flip(img, None, s, horizontal=True)
     np.testing.assert_array_equal(out.numpy(), img.numpy())
 
 
 def test_vertical_flip_mirrors():
     img = tf.constant(gradient_image(12, 12))
-    s = _find_seed(lambda s: bool(T._uniform(s) < 0.5))
+    s = _find_seed(lambda s: bool(T.uniform(s) < 0.5))
     out, mask = T.flip(img, _mask(), s, horizontal=False)
     np.testing.assert_array_equal(out.numpy(), img.numpy()[::-1])
     np.testing.assert_array_equal(mask.numpy(), _mask().numpy()[::-1])
