@@ -192,21 +192,42 @@ class AugmentConfig(Section):
 
 
 class TfdsConfig(Section):
-    """Options of a ``tfds:<name>[:<version>]`` source."""
+    """Options of a ``tfds:<name>[:<version>]`` source.
+
+    The label feature decides the targets: a ``ClassLabel`` gives one class per
+    image; a ``Sequence(ClassLabel)`` (e.g. VOC's ``labels``) or a fixed
+    ``(K,)`` 0/1 tensor gives multi-label targets (``experiment.task: multilabel``).
+    """
 
     data_dir: str | None = None
     download: bool = Field(default=False, description="false: use data already prepared")
     image_key: str = "image"
-    label_key: str = "label"
+    label_key: str = Field(
+        default="label",
+        description="ClassLabel (one class), Sequence(ClassLabel) or (K,) tensor (multi-label)",
+    )
     mask_key: str | None = Field(default=None, description="segmentation mask feature")
 
 
 class TfrecordConfig(Section):
-    """The feature spec of a TFRecord source of encoded images."""
+    """The feature spec of a TFRecord source of encoded images.
+
+    ``label_type`` says what ``label_key`` holds: ``int`` (one int64 class id)
+    or ``string`` (one class name) for one class per image; ``int_list`` (any
+    number of int64 class ids), ``string_list`` (any number of names) or
+    ``multi_hot`` (a fixed-length float or int 0/1 vector of K values) for
+    multi-label records (``experiment.task: multilabel``). Class names come from
+    ``data.class_names``, else the sorted names found (``string``,
+    ``string_list``) or ``"0".."K-1"``.
+    """
 
     image_key: str = "image/encoded"
     label_key: str = "image/class/label"
-    label_type: Literal["int", "string"] = "int"
+    label_type: Literal["int", "string", "int_list", "string_list", "multi_hot"] = Field(
+        default="int",
+        description="int | string: one class per image; int_list | string_list | multi_hot: "
+        "a set of labels per image (multilabel)",
+    )
     mask_key: str | None = Field(default=None, description="encoded PNG mask feature")
 
 
@@ -252,17 +273,22 @@ class DataConfig(Section):
     """The ``data:`` section: where examples come from and how they are prepared.
 
     ``source`` is one of: ``digits``; a ``.npz`` file (``images``/``x``,
-    ``labels``/``y``, optional ``masks``); a folder with one subfolder per
-    class; a folder with ``images/`` and ``masks/`` (segmentation); a ``.csv``
-    or ``.jsonl`` manifest of ``path,label`` relative to ``root``; a
-    ``.tfrecord`` file or glob; ``tfds:<name>[:<version>]``; or
-    ``synthetic:shapes_segmentation`` (generated once under ``root``).
+    ``labels``/``y``, optional ``masks``; 2-D ``(n, K)`` 0/1 labels are
+    multi-label); a folder with one subfolder per class; a folder with
+    ``images/`` and ``masks/`` (segmentation); a ``.csv`` or ``.jsonl``
+    manifest of paths relative to ``root`` with a ``label`` each, or a set of
+    ``labels`` (CSV header ``path,labels``, names separated by ``|``; JSONL
+    ``"labels": [...]``) for multi-label data; a ``.tfrecord`` file or glob;
+    ``tfds:<name>[:<version>]``; or ``synthetic:shapes_segmentation`` /
+    ``synthetic:shapes_multilabel`` (generated once under ``root``). Detection
+    sources are described in :class:`DetectionDataConfig`.
     """
 
     source: str = Field(
         default="digits",
         description="digits | a folder | a .npz file | a manifest | a tfrecord glob | "
-        "tfds:<name>[:<version>] | synthetic:shapes_segmentation",
+        "tfds:<name>[:<version>] | synthetic:shapes_segmentation | synthetic:shapes_multilabel "
+        "| detection: a COCO .json, a VOC folder, synthetic:shapes_detection",
     )
     root: str | None = Field(
         default=None, description="manifest root (default: its folder); synthetic data folder"
