@@ -1,4 +1,4 @@
-"""Detection sources: COCO, VOC, TFDS (mock data) and the synthetic shapes set; bad input."""
+"""Detection sources: COCO, VOC and TFDS (mock data); bad annotations and options."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from kerasflow.errors import DataError
-from kerasflow.pipelines import synthetic
 from kerasflow.pipelines.detection_data import prepare_detection
 from kerasflow.pipelines.sources import load_coco, load_voc
 
@@ -141,23 +140,6 @@ def test_tfds_detection_with_mock_data(tmp_path):
     assert boxes.shape == (3, 32, 4) and classes.shape == (3, 32)
     valid = classes >= 0
     assert (classes[valid] < 20).all() and (boxes >= 0).all() and (boxes <= 1).all()
-
-
-def test_synthetic_shapes_are_deterministic_and_boxes_are_tight(tmp_path):
-    rng = np.random.default_rng(3)
-    image, boxes, classes = synthetic.draw_shapes_detection_example(rng, size=64, max_shapes=3)
-    assert image.shape == (64, 64, 3) and len(boxes) == len(classes) >= 1
-    for (x0, y0, x1, y1), cls in zip(boxes, classes, strict=True):
-        assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
-        if synthetic.DETECTION_CLASSES[cls] == "square":  # a filled square fills its box exactly
-            patch = image[y0:y1, x0:x1].reshape(-1, 3)
-            assert (patch == patch[0]).all()
-    a = synthetic.write_shapes_detection(tmp_path / "a", num_images=4, size=32, seed=1)
-    b = synthetic.write_shapes_detection(tmp_path / "b", num_images=4, size=32, seed=1)
-    assert (a / "annotations.json").read_text() == (b / "annotations.json").read_text()
-    assert (a / "images" / "0003.png").read_bytes() == (b / "images" / "0003.png").read_bytes()
-    src = load_coco(a / "annotations.json")
-    assert src.class_names == list(synthetic.DETECTION_CLASSES) and len(src) == 4
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from PIL import Image
 from kerasflow.config import DataConfig
 
 COLOURS = {"cat": (200, 30, 30), "dog": (30, 200, 30), "fox": (30, 30, 200)}
+ALL_TRAIN = {"train": 1.0, "validation": 0.0, "test": 0.0}
 
 
 def data_config(**data):
@@ -21,6 +22,32 @@ def data_config(**data):
     task a run config would pair it with.
     """
     return DataConfig.model_validate(data)
+
+
+def examples(prepared, split: str = "train") -> list:
+    """``(image, target)`` NumPy pairs of a split, unbatched, in dataset order, no augmentation."""
+    return list(prepared.dataset(split, training=False, batch=False).as_numpy_iterator())
+
+
+def tf_example(features: dict) -> bytes:
+    """A serialised ``tf.train.Example``: feature name -> list of bytes, ints or floats.
+
+    A value may also be a ready ``tf.train.Feature`` (e.g. an empty ``bytes_list``).
+    """
+    import tensorflow as tf
+
+    def feature(values):
+        if isinstance(values, tf.train.Feature):
+            return values
+        values = list(values)
+        if values and isinstance(values[0], bytes):
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        if values and isinstance(values[0], float):
+            return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    feats = {k: feature(v) for k, v in features.items()}
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
 
 
 def gradient_image(h: int, w: int, seed: int = 0) -> np.ndarray:

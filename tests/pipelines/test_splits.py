@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kerasflow.pipelines import prepare
-from kerasflow.pipelines.splits import assign_splits, stable_unit
+from kerasflow.pipelines.splits import assign_splits, multi_hot_strata, stable_unit
 from tests.pipelines.helpers import data_config, make_class_folder, save
 
 FRACTIONS = data_config().split
@@ -58,3 +58,29 @@ def test_split_table_rows_cover_every_example_once(class_folder):
     assert len(table) == 12 and len({k for k, _, _ in table}) == 12
     assert {s for _, s, _ in table} <= {"train", "validation", "test"}
     assert all(data.class_names[y] == k.split("/")[0] for k, _, y in table)
+
+
+def test_multi_hot_strata_are_the_rarest_label():
+    labels = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1], [0, 1, 0]])
+    # counts: label 0: 3, label 1: 3, label 2: 1; ties go to the lower id
+    assert multi_hot_strata(labels).tolist() == [0, 0, -1, 2, 1]
+
+
+def test_stratified_multi_hot_spreads_a_rare_label():
+    keys = [f"k{i}" for i in range(200)]
+    labels = np.zeros((200, 3), np.uint8)
+    labels[:, 0] = 1  # a common label
+    labels[:20, 2] = 1  # a rare one, in 20 examples
+    labels[100:, 1] = 1
+    strat = data_config(split={"stratify": True}).split
+    out = assign_splits(keys, labels, strat, seed=0, stratify=True)
+    rare = [int(labels[out[s], 2].sum()) for s in ("train", "validation", "test")]
+    assert rare == [14, 2, 4]
+    assert sum(len(v) for v in out.values()) == 200
+    # the same through prepare, with the source's (n, K) labels
+    from kerasflow.pipelines import from_arrays
+
+    src = from_arrays(np.zeros((200, 2, 2), np.uint8), labels, name="s")
+    data = prepare(data_config(image_size=[2, 2], split={"stratify": True}), source=src)
+    got = [int(data.labels(s)[:, 2].sum()) for s in ("train", "validation", "test")]
+    assert got == [14, 2, 4]
