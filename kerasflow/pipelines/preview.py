@@ -63,16 +63,22 @@ def sample_grid(prepared: PreparedData, count: int = 16, split: str = "train") -
 
 
 def write_preview(
-    data_config, out: str | os.PathLike, seed: int = 0, count: int = 16, min_cell: int = 96
+    data_config,
+    out: str | os.PathLike,
+    seed: int = 0,
+    count: int = 16,
+    min_cell: int = 96,
+    target: str | None = None,
 ) -> Path:
     """Write a grid of ``count`` augmented training samples to ``out`` (PNG).
 
     Small images are enlarged (nearest neighbour) so a cell is at least
-    ``min_cell`` pixels wide.
+    ``min_cell`` pixels wide. ``target`` is the target kind to read the source
+    for (see :func:`~kerasflow.pipelines.builder.prepare`); masks are overlaid.
     """
     from PIL import Image
 
-    prepared = prepare(data_config, seed)
+    prepared = prepare(data_config, seed, target=target)
     grid = sample_grid(prepared, count)
     h = data_config.image_size[0]
     scale = max(1, math.ceil(min_cell / max(h, 1)))

@@ -10,6 +10,8 @@ import hashlib
 
 import numpy as np
 
+from kerasflow.errors import DataError
+
 SPLITS = ("train", "validation", "test")
 
 
@@ -78,8 +80,6 @@ def resolve_mode(source, split_config) -> str:
     if mode == "auto":
         return "source" if has_parts else "fractions"
     if mode == "source" and not has_parts:
-        from kerasflow.errors import DataError
-
         raise DataError(
             f"data.split.mode is 'source' but {source.name!r} has no splits of its own. "
             "Use mode: fractions (or auto)."
