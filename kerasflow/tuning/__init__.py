@@ -1,13 +1,16 @@
 """Hyperparameter search over the run config with Keras Tuner, tracked in MLflow.
 
 ``kerasflow.tuning.tune(config)`` runs the ``tune:`` section of a run config
-and returns a :class:`~kerasflow.tuning.tuner.TuneResult`. Keras Tuner is
+and returns a :class:`~kerasflow.tuning.search.TuneResult`. Keras Tuner is
 imported on first use, so the config schema can import
 :mod:`kerasflow.tuning.search_space` cheaply.
 
 Modules: :mod:`~kerasflow.tuning.search_space` (what the ``space`` means),
 :mod:`~kerasflow.tuning.hypermodel` (a trial's run config, data and model),
-:mod:`~kerasflow.tuning.tuner` (the loop, MLflow runs, resume, distribution),
+:mod:`~kerasflow.tuning.oracles` (how to search: ``tune.tuner``'s oracle),
+:mod:`~kerasflow.tuning.trial` (one tracked fit per trial),
+:mod:`~kerasflow.tuning.search` (the parent run, resume, the best trial's evaluation),
+:mod:`~kerasflow.tuning.distributed` (chief and workers),
 :mod:`~kerasflow.tuning.report` (``trials.csv`` and plots).
 
 Distributed tuning is Keras Tuner's chief/worker mode, with every process
@@ -28,15 +31,15 @@ from __future__ import annotations
 
 
 def tune(config=None, overrides=None, **kwargs):
-    """Run a hyperparameter search. See :func:`kerasflow.tuning.tuner.tune`."""
-    from kerasflow.tuning.tuner import tune as _tune
+    """Run a hyperparameter search. See :func:`kerasflow.tuning.search.tune`."""
+    from kerasflow.tuning.search import tune as _tune
 
     return _tune(config, overrides, **kwargs)
 
 
 def __getattr__(name):
     if name == "TuneResult":
-        from kerasflow.tuning.tuner import TuneResult
+        from kerasflow.tuning.search import TuneResult
 
         return TuneResult
     raise AttributeError(f"module 'kerasflow.tuning' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Distributed tuning: a real MLflow server, one chief and two workers as processes on loopback."""
+"""Distributed tuning: roles, Keras Tuner's environment, and a real chief with two workers."""
 
 from __future__ import annotations
 
@@ -15,10 +15,68 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from kerasflow.errors import ConfigError
 from kerasflow.tracking.store import server_command, subprocess_env
+from kerasflow.tuning.distributed import Role, keras_tuner_env, resolve_role
 from tests.tuning.helpers import tiny_config, write_config
 
 KERASFLOW = str(Path(sys.executable).parent / "kerasflow")
+
+
+def test_roles_from_arguments():
+    assert resolve_role(False, None, "127.0.0.1", None, None) == Role()
+    assert not Role().distributed
+    chief = resolve_role(True, 8000, "0.0.0.0", None, None)
+    assert chief == Role("chief", "chief", "0.0.0.0", 8000) and chief.distributed
+    worker = resolve_role(False, None, "127.0.0.1", 3, "10.0.0.2:8000")
+    assert worker == Role("worker", "worker3", "10.0.0.2", 8000)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((True, 8000, "127.0.0.1", "1", None), "not both"),
+        ((True, None, "127.0.0.1", None, None), "--port"),
+        ((False, None, "127.0.0.1", "chief2", "h:1"), "without the word 'chief'"),
+        ((False, None, "127.0.0.1", "", "h:1"), "without the word 'chief'"),
+        ((False, None, "127.0.0.1", "1", "nohost"), "HOST:PORT"),
+        ((False, None, "127.0.0.1", "1", "h:port"), "must be a number"),
+        ((False, None, "127.0.0.1", None, "h:1"), "add --worker ID"),
+    ],
+)
+def test_bad_role_arguments_are_named(args, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_role(*args)
+
+
+def test_keras_tuner_env_is_set_for_the_search_and_restored(monkeypatch):
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "theirs")
+    monkeypatch.delenv("KERASTUNER_ORACLE_IP", raising=False)
+    monkeypatch.delenv("KERASTUNER_ORACLE_PORT", raising=False)
+    with keras_tuner_env(Role("worker", "worker1", "10.0.0.2", 8000)):
+        assert os.environ["KERASTUNER_TUNER_ID"] == "worker1"
+        assert os.environ["KERASTUNER_ORACLE_IP"] == "10.0.0.2"
+        assert os.environ["KERASTUNER_ORACLE_PORT"] == "8000"
+    assert os.environ["KERASTUNER_TUNER_ID"] == "theirs"
+    assert "KERASTUNER_ORACLE_IP" not in os.environ
+    # A single search ignores a stray chief/worker setting of the shell.
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "10.0.0.9")
+    with keras_tuner_env(Role()):
+        assert not any(k.startswith("KERASTUNER_") for k in os.environ)
+    assert os.environ["KERASTUNER_ORACLE_IP"] == "10.0.0.9"
+
+
+def test_only_the_distributed_module_uses_keras_tuner_private_api():
+    import kerasflow.tuning
+
+    package = Path(kerasflow.tuning.__file__).parent
+    private = ("keras_tuner.src", "_is_worker", "_populate_initial_space", "oracle_chief")
+    users = {
+        path.name
+        for path in package.glob("*.py")
+        if any(name in path.read_text() for name in private)
+    }
+    assert users == {"distributed.py"}
 
 
 def _free_port() -> int:
