@@ -1,9 +1,8 @@
 """kerasflow: one YAML config to a tracked, tuned and served Keras image model."""
 
-__version__ = "0.1.0"
-
-from kerasflow.config import RunConfig, load_config  # noqa: E402
-from kerasflow.errors import KerasflowError  # noqa: E402
+from kerasflow.config import RunConfig, load_config
+from kerasflow.errors import KerasflowError
+from kerasflow.version import __version__
 
 
 def train(config, **kwargs):
@@ -31,7 +30,7 @@ def __getattr__(name):
     # Subpackages that import TensorFlow load on first use, so `kerasflow --help` stays fast.
     import importlib
 
-    if name in {"pipelines", "models", "training", "tracking", "tuning", "serving"}:
+    if name in {"pipelines", "models", "tasks", "training", "tracking", "tuning", "serving"}:
         return importlib.import_module(f"kerasflow.{name}")
     raise AttributeError(f"module 'kerasflow' has no attribute {name!r}")
 

@@ -233,10 +233,13 @@ def data_plan(config, overrides):
 @_set_option
 def data_preview(config, out, count, overrides):
     """Write a grid of augmented training samples (masks overlaid) to --out."""
+    from kerasflow import tasks
     from kerasflow.pipelines.preview import write_preview
 
     cfg = kerasflow.load_config(config, list(overrides))
-    click.echo(f"Wrote {write_preview(cfg.data, out, seed=cfg.experiment.seed, count=count)}")
+    target = tasks.get(cfg.experiment.task).target
+    written = write_preview(cfg.data, out, seed=cfg.experiment.seed, count=count, target=target)
+    click.echo(f"Wrote {written}")
 
 
 @data.command("check")
@@ -244,10 +247,11 @@ def data_preview(config, out, count, overrides):
 @_set_option
 def data_check(config, overrides):
     """Scan every file once; report bad files, class counts and image sizes (exit 1 on problems)."""
+    from kerasflow import tasks
     from kerasflow.pipelines.check import check_data
 
     cfg = kerasflow.load_config(config, list(overrides))
-    report = check_data(cfg.data, cfg.experiment.task)
+    report = check_data(cfg.data, tasks.get(cfg.experiment.task).target)
     click.echo(report.to_text())
     if not report.ok:
         sys.exit(1)
@@ -546,14 +550,14 @@ def models_list(names, task, counts):
     chosen = list(names) or registered(task)
     for name in chosen:
         get_spec(name)  # unknown names fail before any model is built
-    click.echo(f"{'name':<16} {'task':<14} {'params':>14} {'MACs':>10}")
+    click.echo(f"{'name':<16} {'kind':<14} {'params':>14} {'MACs':>10}")
     for name in chosen:
         if not counts:
-            click.echo(f"{name:<16} {get_spec(name).task:<14}")
+            click.echo(f"{name:<16} {get_spec(name).kind:<14}")
             continue
         row = model_row(name)
         click.echo(
-            f"{row['name']:<16} {row['task']:<14} {row['params']:>14,} "
+            f"{row['name']:<16} {row['kind']:<14} {row['params']:>14,} "
             f"{format_count(row['macs']):>10}"
         )
 

@@ -572,7 +572,7 @@ class TuneConfig(Section):
     @field_validator("space")
     @classmethod
     def _check_space(cls, value):
-        from kerasflow.tuning.search_space import parse_space
+        from kerasflow.space import parse_space
 
         try:
             parse_space(value)
@@ -687,7 +687,7 @@ def check_task_agreement(task: str, model_name: str, source: str) -> None:
     """Raise ``ValueError`` when ``experiment.task``, the model and ``data.source`` disagree."""
     from kerasflow.models import get_spec, names
 
-    kind = get_spec(model_name).task if model_name in names() else None
+    kind = get_spec(model_name).kind if model_name in names() else None
     if kind is not None and kind != MODEL_KIND[task]:
         fitting = ", ".join(names(MODEL_KIND[task]))
         raise ValueError(

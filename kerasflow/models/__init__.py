@@ -28,8 +28,8 @@ for _depth in (121, 169, 201):
 register("mobilenet_v1", f"{_M}.mobilenet:mobilenet_v1")
 register("mobilenet_v2", f"{_M}.mobilenet:mobilenet_v2")
 register("keras_app", f"{_M}.keras_app:keras_app")
-register("unet", f"{_M}.unet:unet", task=_SEG)
-register("deeplab", f"{_M}.deeplab:deeplab", task=_SEG)
-register("centernet", f"{_M}.detector:centernet", task="detection")
+register("unet", f"{_M}.unet:unet", kind=_SEG)
+register("deeplab", f"{_M}.deeplab:deeplab", kind=_SEG)
+register("centernet", f"{_M}.detector:centernet", kind="detection")
 
 __all__ = ["build", "get_spec", "names", "register"]

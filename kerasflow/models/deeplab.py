@@ -101,7 +101,7 @@ def deeplab(
     reg = regularizer(weight_decay)
     from kerasflow.models.registry import build, get_spec
 
-    if get_spec(backbone).task != "classification":
+    if get_spec(backbone).kind != "classification":
         raise ValueError(
             f"backbone must be a classification model name. Received: backbone={backbone!r}"
         )

@@ -97,7 +97,7 @@ def centernet(
         )
     from kerasflow.models.registry import build, get_spec
 
-    if get_spec(backbone).task != "classification":
+    if get_spec(backbone).kind != "classification":
         raise ValueError(
             f"backbone must be a classification model name. Received: backbone={backbone!r}"
         )

@@ -26,7 +26,7 @@ class ModelSpec:
 
     name: str
     target: str  # "kerasflow.models.module:function"
-    task: str = "classification"
+    kind: str = "classification"  # classification, segmentation or detection
     defaults: dict[str, Any] = field(default_factory=dict)
 
     def factory(self):
@@ -37,7 +37,7 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, target: str, task: str = "classification", **defaults: Any) -> None:
+def register(name: str, target: str, kind: str = "classification", **defaults: Any) -> None:
     """Register ``name`` as a model built by ``target`` (``"module:function"``).
 
     ``defaults`` are keyword arguments passed to the factory before the user's
@@ -45,12 +45,13 @@ def register(name: str, target: str, task: str = "classification", **defaults: A
     """
     if name in _REGISTRY and _REGISTRY[name].target != target:
         raise ValueError(f"Model name {name!r} is already registered. Received: target={target}")
-    _REGISTRY[name] = ModelSpec(name=name, target=target, task=task, defaults=dict(defaults))
+    _REGISTRY[name] = ModelSpec(name=name, target=target, kind=kind, defaults=dict(defaults))
 
 
-def names(task: str | None = None) -> list[str]:
-    """Sorted registered model names, optionally only those of one task."""
-    return sorted(n for n, s in _REGISTRY.items() if task is None or s.task == task)
+def names(kind: str | None = None) -> list[str]:
+    """Sorted registered model names, optionally only those of one kind (``classification``,
+    ``segmentation``, ``detection``; a multi-label task trains classification models)."""
+    return sorted(n for n, s in _REGISTRY.items() if kind is None or s.kind == kind)
 
 
 def get_spec(name: str) -> ModelSpec:

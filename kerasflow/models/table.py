@@ -26,7 +26,7 @@ def model_row(
     model = build(name, input_shape, num_classes, **params)
     row = {
         "name": name,
-        "task": get_spec(name).task,
+        "kind": get_spec(name).kind,
         "params": int(model.count_params()),
         "macs": count_macs(model),
     }

@@ -117,7 +117,7 @@ def unet(
     else:
         from kerasflow.models.registry import build, get_spec
 
-        if get_spec(encoder).task != "classification":
+        if get_spec(encoder).kind != "classification":
             raise ValueError(
                 f"encoder must be a classification model name. Received: encoder={encoder!r}"
             )

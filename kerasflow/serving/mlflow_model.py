@@ -33,12 +33,12 @@ def _code_path() -> str:
 
 
 def _requirements() -> list[str]:
-    import kerasflow
+    from kerasflow.version import __version__
 
     return [
         f"mlflow=={_version('mlflow')}",
         f"tensorflow=={_version('tensorflow')}",
-        f"kerasflow=={kerasflow.__version__}",
+        f"kerasflow=={__version__}",
     ]
 
 

@@ -149,7 +149,7 @@ class RunTracker:
         import numpy as np
         from mlflow.models import infer_signature
 
-        import kerasflow
+        from kerasflow.version import __version__
 
         # An uncompiled copy: the registered model is for inference, and a compiled
         # one would need kerasflow's schedule/loss/metric classes to load anywhere.
@@ -162,7 +162,7 @@ class RunTracker:
         requirements = [
             f"tensorflow=={_version('tensorflow')}",
             f"keras=={keras.__version__}",
-            f"kerasflow=={kerasflow.__version__}",
+            f"kerasflow=={__version__}",
         ]
         active = mlflow.active_run()
         if active is None or active.info.run_id != self.run_id:

@@ -170,13 +170,11 @@ def train(
         )
     task = tasks.get(cfg.experiment.task)
     task.check_config(cfg)  # loss, metrics and monitors, before any data is read
+    if cfg.train.strategy == "multi_worker" and not task.multi_worker:
+        _no_multi_worker(cfg, task)
     dist = distribute.setup(cfg.train)  # it may split the CPU into logical devices
-    if dist.custom_loop and not task.multi_worker:
-        raise ConfigError(
-            f"train.strategy {cfg.train.strategy!r} runs kerasflow's multi-worker loop, which "
-            f"does not support experiment.task {task.name!r} (its data cannot be sharded per "
-            "worker). Use train.strategy: mirrored (one machine, several devices) or default."
-        )
+    if dist.custom_loop and not task.multi_worker:  # train.strategy: auto chose it
+        _no_multi_worker(cfg, task)
     if not dist.is_chief:  # only the chief logs to MLflow (tracking is not in the fingerprint)
         cfg = cfg.model_copy(
             update={"tracking": cfg.tracking.model_copy(update={"enabled": False})}
@@ -209,6 +207,14 @@ def train(
     tracker.end("FINISHED")
     state.update(status="finished")
     return result
+
+
+def _no_multi_worker(cfg: RunConfig, task) -> None:
+    raise ConfigError(
+        f"train.strategy {cfg.train.strategy!r} runs kerasflow's multi-worker loop, which does "
+        f"not support experiment.task {task.name!r} (its data cannot be sharded per worker). "
+        "Use train.strategy: mirrored (one machine, several devices) or default."
+    )
 
 
 def log_run_inputs(cfg: RunConfig, prepared, model, tracker: RunTracker) -> None:
@@ -469,6 +475,11 @@ def _train(
             return TrainResult(model, {}, {}, {}, None, None, None, work, cfg, initial_epoch)
     else:
         fit_history = fit_model(model, cfg, data, callbacks)
+        if dist.num_replicas > 1:
+            # Evaluate and export a single-device copy: a final batch smaller than the
+            # number of replicas leaves one replica an empty batch, which TensorFlow's CPU
+            # convolutions reject under MirroredStrategy (measured: 9 test images, batch 8).
+            model = custom_loop.local_copy(model, data, cfg, dist)
     restore_best(model, best_path, ck_monitor)
     history = _history(tracker, fit_history, initial_epoch)
     plots.training_curves_png(history, out / "training_curves.png")

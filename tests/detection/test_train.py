@@ -83,7 +83,7 @@ def test_detection_training_input_is_repeated_with_one_pass_per_epoch(tmp_path):
     import tensorflow as tf
 
     from kerasflow.config import build_config
-    from kerasflow.pipelines.detection import prepare_detection
+    from kerasflow.pipelines.detection_data import prepare_detection
     from kerasflow.training.fit import fit_input
     from tests.detection.helpers import write_coco
 
@@ -92,6 +92,7 @@ def test_detection_training_input_is_repeated_with_one_pass_per_epoch(tmp_path):
     cfg = build_config(
         {
             "experiment": {"task": "detection"},
+            "model": {"name": "centernet"},
             "data": {"source": str(ann), "image_size": [32, 32], "batch_size": 4,
                      "split": {"train": 1.0, "validation": 0.0, "test": 0.0}},
         }
@@ -103,3 +104,61 @@ def test_detection_training_input_is_repeated_with_one_pass_per_epoch(tmp_path):
     assert steps == 3  # ceil(10 / 4): the last batch of each pass holds 2
     sizes = [int(x.shape[0]) for x, _ in ds.take(2 * steps)]
     assert sizes == [4, 4, 2, 4, 4, 2]
+
+
+def test_multi_worker_detection_is_an_error_before_anything_runs(tmp_path):
+    import kerasflow
+    from kerasflow.config import build_config
+    from kerasflow.errors import ConfigError
+
+    cfg = build_config(tiny_run(tmp_path, "det-mw", train={"strategy": "multi_worker"}))
+    with pytest.raises(ConfigError, match="multi-worker loop.*detection.*mirrored"):
+        kerasflow.train(cfg)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_detector_trains_inside_the_mirrored_strategy(tmp_path):
+    import subprocess
+    import sys
+
+    # Logical CPU devices must exist before TensorFlow starts: a fresh process.
+    script = (
+        "import json, sys, kerasflow\n"
+        "from kerasflow.config import build_config\n"
+        "from kerasflow.training import distribute, fit\n"
+        "seen, fit_model = {}, fit.fit_model\n"
+        "def spy(model, *args, **kwargs):  # what fit trains: the model of the strategy's scope\n"
+        "    seen['variable'] = type(model.trainable_weights[0].value).__name__\n"
+        "    return fit_model(model, *args, **kwargs)\n"
+        "fit.fit_model = spy\n"
+        "cfg = build_config(json.loads(sys.argv[1]))\n"
+        "result = kerasflow.train(cfg)\n"
+        "print('RESULT', json.dumps({\n"
+        "    'replicas': distribute.setup(cfg.train).num_replicas,\n"
+        "    'variable': seen['variable'],\n"
+        "    'loss': [v for _, v in sorted(result.history['loss'].items())],\n"
+        "    'val_map': len(result.history['val_map']),\n"
+        "    'map50': result.test_metrics['test_map50']}))\n"
+    )
+    run = tiny_run(
+        tmp_path,
+        "det-mirrored",
+        # 48 images: 9 test images in batches of 8 leave one replica an empty last batch.
+        data={"detection": {"synthetic_images": 48, "max_boxes": 8}},
+        train={"epochs": 3, "strategy": "mirrored", "cpu_replicas": 2, "explain_images": 0},
+        compile={"optimizer": {"name": "adam", "learning_rate": 0.003}},
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(run)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    out = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))[7:])
+    # Built inside the strategy's scope: its variables are mirrored over both replicas.
+    assert out["replicas"] == 2 and out["variable"] == "MirroredVariable"
+    assert out["loss"][-1] < out["loss"][0] and out["val_map"] == 3
+    assert 0.0 <= out["map50"] <= 1.0

@@ -38,7 +38,7 @@ def test_names_cover_the_issue():
     zoo = models.names("classification") + models.names("segmentation")
     assert set(zoo) == EXPECTED
     assert set(models.names()) >= EXPECTED
-    assert models.names(task="segmentation") == ["deeplab", "unet"]
+    assert models.names(kind="segmentation") == ["deeplab", "unet"]
     assert models.names() == sorted(models.names())
 
 

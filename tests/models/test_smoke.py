@@ -26,7 +26,7 @@ def test_every_name_has_a_tiny_variant():
 
 def _batch(name, shape, rng):
     x = rng.random((2, *shape), dtype="float32")
-    if models.get_spec(name).task == "segmentation":
+    if models.get_spec(name).kind == "segmentation":
         y = rng.integers(0, NUM_CLASSES, (2, *shape[:2]))
     else:
         y = rng.integers(0, NUM_CLASSES, (2,))
@@ -38,7 +38,7 @@ def test_builds_trains_one_step_and_reloads(name, tmp_path):
     shape, params = TINY[name]
     model = models.build(name, shape, NUM_CLASSES, **params)
     assert isinstance(model, keras.Model) and model.name == name
-    segmentation = models.get_spec(name).task == "segmentation"
+    segmentation = models.get_spec(name).kind == "segmentation"
     expected = (None, *shape[:2], NUM_CLASSES) if segmentation else (None, NUM_CLASSES)
     assert tuple(model.output.shape) == expected
     assert model.layers[-1].name == f"{name}_probabilities"

@@ -4,8 +4,8 @@ import pytest
 
 from kerasflow.config import build_config
 from kerasflow.errors import ConfigError
-from kerasflow.training.compile import build_optimizer, build_schedule
 from kerasflow.models.schedules import EpochSchedule
+from kerasflow.training.compile import build_optimizer, build_schedule
 
 
 def _lr(schedule, step):

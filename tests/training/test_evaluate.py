@@ -12,8 +12,14 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
+from kerasflow import tasks
+from kerasflow.tasks import classification as cls
+from kerasflow.tasks import curves, plots
+from kerasflow.tasks import segmentation as seg
+from kerasflow.tasks.base import predict
 from kerasflow.training import evaluate as ev
-from kerasflow.tasks import plots
+
+CLS, SEG, DET = tasks.get("classification"), tasks.get("segmentation"), tasks.get("detection")
 
 TOL = 1e-9
 
@@ -40,7 +46,7 @@ def synthetic_predictions(n=400, k=5, seed=0, skill=1.2):
 def preds():
     y, p = synthetic_predictions()
     names = [f"c{i}" for i in range(p.shape[1])]
-    return y, p, names, ev.classification_report(y, p, names)
+    return y, p, names, cls.classification_report(y, p, names)
 
 
 # ------------------------------------------------------------------ classification
@@ -94,32 +100,33 @@ def test_roc_curve_points_match_sklearn_with_ties():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 200)
     scores = np.round(rng.random(200) + 0.3 * y, 1)  # many tied scores
-    fpr, tpr, auc = ev.roc_curve(y, scores)
+    fpr, tpr, auc = curves.roc_curve(y, scores)
     sk_fpr, sk_tpr, _ = skm.roc_curve(y, scores, drop_intermediate=False)
     np.testing.assert_allclose(fpr, sk_fpr, atol=TOL)
     np.testing.assert_allclose(tpr, sk_tpr, atol=TOL)
     assert abs(auc - skm.roc_auc_score(y, scores)) < TOL
     assert (
-        abs(ev.precision_recall_curve(y, scores)[2] - skm.average_precision_score(y, scores)) < TOL
+        abs(curves.precision_recall_curve(y, scores)[2] - skm.average_precision_score(y, scores))
+        < TOL
     )
 
 
 def test_auc_undefined_for_a_class_without_examples():
     y = np.array([0, 0, 1, 1])
     p = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.4, 0.5, 0.1]])
-    r = ev.classification_report(y, p, ["a", "b", "c"])
+    r = cls.classification_report(y, p, ["a", "b", "c"])
     assert r["per_class"]["c"]["roc_auc"] is None
     assert r["per_class"]["c"]["average_precision"] is None
     assert r["per_class"]["a"]["roc_auc"] == 1.0
     assert r["macro_roc_auc"] == 1.0  # mean over the classes that have positives
-    assert "test_macro_roc_auc" in ev.scalar_metrics(r)
+    assert "test_macro_roc_auc" in CLS.scalar_metrics(r)
 
 
 def test_expected_calibration_error_hand_computed():
     # Confidences 0.95 (right), 0.85 (wrong), 0.55 and 0.45 (both right), 10 bins.
     p = np.array([[0.95, 0.05], [0.85, 0.15], [0.45, 0.55], [0.55, 0.45]])
     y = np.array([0, 1, 1, 0])
-    calib = ev.calibration(y, p, bins=10)
+    calib = curves.calibration(y, p, bins=10)
     # bin (0.9, 1]: acc 1, conf .95; bin (.8, .9]: acc 0, conf .85; bin (.5, .6]: acc 1, conf .55
     expected = 0.25 * 0.05 + 0.25 * 0.85 + 0.5 * 0.45
     assert abs(calib["expected_calibration_error"] - expected) < TOL
@@ -143,8 +150,8 @@ def test_most_confident_mistakes_order():
     y = np.array([0, 1, 1, 0, 1])
     p = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])
     # wrong: 1 (conf .8), 2 (.6), 3 (.7)
-    assert ev.most_confident_mistakes(y, p).tolist() == [1, 3, 2]
-    assert ev.most_confident_mistakes(y, p, count=1).tolist() == [1]
+    assert cls.most_confident_mistakes(y, p).tolist() == [1, 3, 2]
+    assert cls.most_confident_mistakes(y, p, count=1).tolist() == [1]
 
 
 # ------------------------------------------------------------------ segmentation
@@ -155,7 +162,7 @@ def test_segmentation_metrics_match_sklearn():
     probs[..., 0] += (masks == 0) * 0.8
     probs[..., 2] += (masks == 2) * 0.5
     names = ["bg", "a", "b", "c"]
-    r = ev.segmentation_report(masks, probs, names)
+    r = seg.segmentation_report(masks, probs, names)
     yt, yp = masks.ravel(), probs.argmax(-1).ravel()
     iou = skm.jaccard_score(yt, yp, average=None)
     dice = skm.f1_score(yt, yp, average=None)
@@ -234,19 +241,27 @@ def tiny_classifier():
 
 def test_evaluate_split_writes_json_pngs_and_html(tiny_classifier, tmp_path):
     model, prepared = tiny_classifier
-    report = ev.evaluate_split(model, prepared, "test", out_dir=tmp_path, run_id="abc123run")
+    report = ev.evaluate_split(
+        model,
+        prepared,
+        "test",
+        CLS,
+        {"class_names": prepared.class_names},
+        out_dir=tmp_path,
+        run_id="abc123run",
+    )
     saved = json.loads((tmp_path / "evaluation_test.json").read_text())
     assert saved["accuracy"] == report["accuracy"] and saved["run_id"] == "abc123run"
     for name in ("roc_curves_test.png", "pr_curves_test.png", "reliability_test.png"):
         assert png_size(tmp_path / name) == (600, 500)
     assert png_size(tmp_path / "confusion_matrix_test.png") == (400, 400)
     assert png_size(tmp_path / "confusion_matrix_test_normalized.png") == (400, 400)
-    wrong = ev.most_confident_mistakes(
-        prepared.labels("test"), ev.predict(model, prepared.dataset("test"))
+    wrong = cls.most_confident_mistakes(
+        prepared.labels("test"), predict(model, prepared.dataset("test"))
     )
     if len(wrong):
         cols = min(4, len(wrong))
-        rows = -(-min(len(wrong), ev.WRONG_GRID_SIZE) // 4)
+        rows = -(-min(len(wrong), cls.WRONG_GRID_SIZE) // 4)
         expected = (
             round(plots.GRID_CELL * cols * 100),
             round((plots.GRID_CELL * rows + 0.4) * 100),
@@ -267,16 +282,17 @@ def test_run_explanations_are_added_to_the_report(tiny_classifier, tmp_path):
     from kerasflow.config import TrainConfig
 
     model, prepared = tiny_classifier
-    report = ev.evaluate_split(model, prepared, "test", out_dir=tmp_path)
+    contract = {"class_names": prepared.class_names}
+    report = ev.evaluate_split(model, prepared, "test", CLS, contract, out_dir=tmp_path)
     cfg = TrainConfig(explain_images=3, explain_method="gradcam++")
-    written = ev.add_run_explanations(model, prepared, report, tmp_path, cfg, run_id="r-42")
+    written = ev.add_run_explanations(model, prepared, report, tmp_path, CLS, cfg, run_id="r-42")
     assert [p.name for p in written] == ["explanations_test_gradcampp.png"]
     w, h = png_size(written[0])
     assert (w, h) == (round(plots.GRID_CELL * 3 * 100), round((plots.GRID_CELL * 3 + 0.3) * 100))
     html = (tmp_path / "report_test.html").read_text()
     assert "r-42" in html and "Explanations (gradcampp)" in html
     off = ev.add_run_explanations(
-        model, prepared, report, tmp_path / "off", TrainConfig(explain_images=0)
+        model, prepared, report, tmp_path / "off", CLS, TrainConfig(explain_images=0)
     )
     assert off == []
 
@@ -289,7 +305,9 @@ def test_segmentation_split_writes_grid(tmp_path):
     masks = (images[..., 0] > 0.5).astype("int32")
     model = models.build("unet", (16, 16, 1), 2, depth=2, width=4)
     prepared = FakePrepared(images, masks, ["bg", "fg"])
-    report = ev.evaluate_split(model, prepared, "test", "segmentation", out_dir=tmp_path)
+    report = ev.evaluate_split(
+        model, prepared, "test", SEG, {"class_names": prepared.class_names}, out_dir=tmp_path
+    )
     assert 0 <= report["mean_iou"] <= 1
     w, h = png_size(tmp_path / "segmentation_examples_test.png")
     assert (w, h) == (round(plots.GRID_CELL * 3 * 100), round((plots.GRID_CELL * 4 + 0.3) * 100))
@@ -319,7 +337,7 @@ def test_detection_report_page_shows_map_per_class_ap_and_the_box_grid(tmp_path)
     assert report["per_class"]["bar"]["ap50"] == pytest.approx(51 / 101)
     report.update(split="test", task="detection", num_examples=2, loss=1.25)
     Image.new("RGB", (40, 20), (255, 0, 0)).save(tmp_path / "predictions_test.png")
-    page = ev.write_report_files(report, tmp_path, "test", run_id="det-run")
+    page = ev.write_report_files(report, tmp_path, "test", DET, run_id="det-run")
     html = page.read_text()
     assert _parse_html(html)["unclosed"] == [] and "det-run" in html
     cells = [re.findall(r">([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", html)]

@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import kerasflow
-from kerasflow.errors import ConfigError
+from kerasflow.errors import ConfigError, ModelError
 from kerasflow.training.fit import work_dir_for
 
 TINY = [
@@ -38,9 +38,17 @@ def _only_run(client, name):
     return run
 
 
+def test_a_bad_task_choice_stops_before_any_run(tmp_path):
+    cfg, client = _cfg(tmp_path, "early", "compile.loss.name=no_such_loss")
+    with pytest.raises(ConfigError, match="no_such_loss.*sparse_categorical_crossentropy"):
+        kerasflow.train(cfg)
+    assert client.get_experiment_by_name("early") is None  # no run was started
+    assert not work_dir_for(cfg).exists()
+
+
 def test_crash_marks_run_failed(tmp_path):
-    cfg, client = _cfg(tmp_path, "crash", "compile.loss.name=no_such_loss")
-    with pytest.raises(ConfigError, match="no_such_loss"):
+    cfg, client = _cfg(tmp_path, "crash", "model.params.no_such_param=1")
+    with pytest.raises(ModelError, match="no_such_param"):
         kerasflow.train(cfg)
     assert _only_run(client, "crash").info.status == "FAILED"
     state = json.loads((work_dir_for(cfg) / "state.json").read_text())
