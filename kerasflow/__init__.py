@@ -20,8 +20,8 @@ def export(model, out, **kwargs):
 
 
 def tune(config, **kwargs):
-    """Run the config's hyperparameter search (``tune:``). See ``kerasflow.tuning.tuner.tune``."""
-    from kerasflow.tuning.tuner import tune as _tune
+    """Run the config's hyperparameter search (``tune:``). See ``kerasflow.tuning.search.tune``."""
+    from kerasflow.tuning.search import tune as _tune
 
     return _tune(config, **kwargs)
 

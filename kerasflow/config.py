@@ -510,16 +510,14 @@ class ExportConfig(Section):
 class ObjectiveConfig(Section):
     """The metric a search optimizes: any per-epoch metric of the trials' fits."""
 
-    name: str = Field(default="val_accuracy", description="e.g. val_accuracy, val_loss, loss")
+    name: str = Field(
+        default="auto",
+        description="auto: the task's monitor (val_accuracy, val_micro_f1, val_mean_iou, "
+        "val_map); or e.g. val_loss, loss",
+    )
     direction: Literal["auto", "min", "max"] = Field(
         default="auto", description="auto: min for names with loss or error, else max"
     )
-
-    @property
-    def resolved_direction(self) -> str:
-        if self.direction != "auto":
-            return self.direction
-        return "min" if ("loss" in self.name or "error" in self.name) else "max"
 
 
 class HyperbandConfig(Section):

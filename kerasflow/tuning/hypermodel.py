@@ -14,7 +14,7 @@ import logging
 import keras
 import keras_tuner
 
-from kerasflow import pipelines
+from kerasflow import tasks
 from kerasflow.config import RunConfig, build_config
 from kerasflow.training.compile import build_compiled_model
 from kerasflow.tuning.search_space import ParamSpec, apply_values, declare
@@ -54,12 +54,8 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         """The prepared data of ``cfg``, loaded once per distinct data section and seed."""
         key = json.dumps([cfg.data.model_dump(mode="json"), cfg.experiment.seed], sort_keys=True)
         if key not in self._data:
-            if cfg.experiment.task == "detection":
-                from kerasflow.training.detection import prepare_training_data
-
-                self._data[key] = prepare_training_data(cfg)
-            else:
-                self._data[key] = pipelines.prepare(cfg.data, cfg.experiment.seed)
+            task = tasks.get(cfg.experiment.task)
+            self._data[key] = task.prepare(cfg.data, cfg.experiment.seed)
         else:
             log.debug("reusing prepared data for %s", cfg.data.source)
         return self._data[key]

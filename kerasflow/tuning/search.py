@@ -33,12 +33,12 @@ from typing import Any
 
 import keras
 
+from kerasflow import tasks
 from kerasflow.config import RunConfig, as_config
 from kerasflow.errors import ConfigError
-from kerasflow.tracking import RunTracker, start_tracker
-from kerasflow.tracking import registry as model_registry
+from kerasflow.tracking import RunTracker, model_registry, start_tracker
 from kerasflow.tracking import runs as mlflow_runs
-from kerasflow.training import evaluate as evaluation
+from kerasflow.training import fit
 from kerasflow.training.compile import build_compiled_model
 from kerasflow.tuning import report as search_report
 from kerasflow.tuning.distributed import keras_tuner_env, resolve_role, run_worker, wait_for_parent
@@ -483,43 +483,25 @@ def _finish(
     parent.log_text(best_cfg.to_yaml(), "config.yaml")
     parent.log_dict(best_values, "best_hyperparameters.json")
 
+    # The end of the search is the end of a training run: the same function, for every task.
     prepared = tuner.hypermodel.data(best_cfg)
     keras.utils.set_random_seed(best_cfg.experiment.seed)
     model = build_compiled_model(best_cfg, prepared)
     load_weights(model, search.trial_weights(best.trial_id))
-    eval_dir = out / "evaluation"
-    eval_dir.mkdir(exist_ok=True)
-    task = best_cfg.experiment.task
-    report = evaluation.evaluate_split(model, prepared, "test", task, out_dir=eval_dir)
-    report["loss"] = float(
-        model.evaluate(prepared.dataset("test", training=False), verbose=0, return_dict=True)[
-            "loss"
-        ]
+    data = tasks.get(best_cfg.experiment.task).training_data(prepared, model)
+    finished = fit.finish_run(
+        best_cfg,
+        model,
+        data,
+        parent,
+        out / "evaluation",
+        work=search.project_dir,
+        register_tags={"kerasflow.search": search.key, "kerasflow.trial_id": best.trial_id},
     )
-    (eval_dir / "evaluation_test.json").write_text(json.dumps(report, indent=2))
-    result.test_metrics = evaluation.scalar_metrics(report)
-    parent.log_metrics(result.test_metrics)
-    for path in sorted(eval_dir.iterdir()):
-        parent.log_artifact(path)
-        result.artifacts.append(path.name)
-
-    if parent.enabled and cfg.tracking.log_model:
-        existing = mlflow_runs.run_tags(parent.run_id, parent.uri).get(
-            "kerasflow.registered_version"
-        )
-        example = next(iter(prepared.dataset("test", training=False)))[0].numpy()[:4]
-        result.model_uri = parent.log_keras_model(model, example)
-        if cfg.tracking.register_model and not existing:
-            result.registered = model_registry.register(
-                result.model_uri,
-                best_cfg.registered_model_name,
-                parent.run_id,
-                metric=cfg.champion_metric,
-                mode=cfg.tracking.champion_mode,
-                uri=parent.uri,
-                tags={"kerasflow.search": search.key, "kerasflow.trial_id": best.trial_id},
-            )
-            parent.set_tags({"kerasflow.registered_version": result.registered.version})
+    result.test_metrics = finished.test_metrics
+    result.model_uri = finished.model_uri
+    result.registered = finished.registered
+    result.artifacts += finished.artifacts
     state.update(
         best_trial_id=best.trial_id,
         test_metrics=result.test_metrics,

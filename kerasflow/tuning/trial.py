@@ -19,6 +19,7 @@ import keras
 import keras_tuner
 import numpy as np
 
+from kerasflow import tasks
 from kerasflow.config import RunConfig
 from kerasflow.errors import ConfigError, KerasflowError, TrackingError
 from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
@@ -27,6 +28,7 @@ from kerasflow.training import fit
 from kerasflow.training.compile import build_compiled_model
 from kerasflow.tuning.distributed import ChiefWorkerTuner, Role
 from kerasflow.tuning.hypermodel import ConfigHyperModel
+from kerasflow.tuning.oracles import resolve_objective
 from kerasflow.tuning.search_space import ParamSpec, active_values
 
 log = logging.getLogger(__name__)
@@ -93,8 +95,7 @@ class SearchContext:
         self.role = role
         self.project_dir = project_dir
         self.fingerprint = fingerprint
-        self.objective = cfg.tune.objective.name
-        self.direction = cfg.tune.objective.resolved_direction
+        self.objective, self.direction = resolve_objective(cfg)
         self.experiment = cfg.tracking_experiment
         self.uri = cfg.tracking.uri
         self.enabled = cfg.tracking.enabled
@@ -197,9 +198,9 @@ class KerasflowTuner(ChiefWorkerTuner):
     def _fit_trial(self, trial, cfg: RunConfig, tracker: RunTracker, values: dict) -> float:
         s = self.search_ctx
         prepared = self.hypermodel.data(cfg)
+        task = tasks.get(cfg.experiment.task)
         tracker.log_params(cfg.to_dict())
-        tracker.set_tags({"kerasflow.model": cfg.model.name, "kerasflow.task": cfg.experiment.task})
-        has_val = prepared.size("validation") > 0
+        tracker.set_tags({"kerasflow.model": cfg.model.name, "kerasflow.task": task.name})
         initial_epoch = int(values.get("tuner/initial_epoch", 0))
         previous = values.get("tuner/trial_id")
         trial_dir = s.trial_dir(trial.trial_id)
@@ -209,11 +210,12 @@ class KerasflowTuner(ChiefWorkerTuner):
             model = build_compiled_model(cfg, prepared)
             if previous:
                 load_weights(model, s.trial_weights(str(previous)))
-            # Made after the model and fed to fit as train() does, so that a trial of a config
-            # reproduces `kerasflow train` of it (the datasets' random ops take seeds from the
-            # global one, and the order of examples depends on how the dataset is iterated).
-            train_ds = prepared.dataset("train")
-            val_ds = prepared.dataset("validation") if has_val else None
+            # The datasets are made after the model and fed to fit as train() does, so that a
+            # trial of a config reproduces `kerasflow train` of it (the datasets' random ops
+            # take seeds from the global one, and the order of examples depends on how the
+            # dataset is iterated).
+            data = task.training_data(prepared, model)
+            split = fit.evaluation_split(data)
             path = trial_dir / f"execution_{execution}.weights.h5"
             path.unlink(missing_ok=True)
             checkpoint = keras.callbacks.ModelCheckpoint(
@@ -232,15 +234,13 @@ class KerasflowTuner(ChiefWorkerTuner):
                 keras.callbacks.TerminateOnNaN(),
                 # First, as in train(): e.g. val_map50 must be in the logs before the
                 # objective is checked, logged, checkpointed and recorded by History.
-                *fit.epoch_metric_callbacks(cfg, prepared, has_val),
+                *task.epoch_callbacks(data, split),
                 _RequireMetric(s.objective),
                 metrics_cb if tracker.enabled else keras.callbacks.Callback(),
                 checkpoint,
-                *fit.early_stopping(cfg, fit.task_monitor(cfg, has_val)),
+                *fit.early_stopping(cfg, split == "validation"),
             ]
-            history = fit.fit_model(
-                model, cfg, prepared, train_ds, val_ds, callbacks, initial_epoch=initial_epoch
-            )
+            history = fit.fit_model(model, cfg, data, callbacks, initial_epoch=initial_epoch)
             seen = [float(v) for v in history.history.get(s.objective, [])]
             finite = [v for v in seen if math.isfinite(v)]
             if not finite or not path.is_file():

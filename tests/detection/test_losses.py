@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasflow.training import detection as D
+from kerasflow.tasks.detection import losses as D
+from kerasflow.tasks.detection import targets as T
 
 
 def test_targets_put_a_unit_peak_and_box_values_at_the_centre_cell():
-    fn = D.make_targets_fn(num_classes=2, out_hw=(8, 8))
+    fn = T.make_targets_fn(num_classes=2, out_hw=(8, 8))
     # One box of class 1: rows 0.25..0.75, cols 0.125..0.375 -> cells 2..6 x 1..3, centre (4, 2).
     boxes = tf.constant([[0.25, 0.125, 0.75, 0.375], [0, 0, 0, 0]])
     target = fn(boxes, tf.constant([1, -1])).numpy()
@@ -28,16 +29,16 @@ def test_targets_put_a_unit_peak_and_box_values_at_the_centre_cell():
 
 
 def test_targets_of_an_image_without_boxes_are_zero():
-    fn = D.make_targets_fn(num_classes=2, out_hw=(4, 4))
+    fn = T.make_targets_fn(num_classes=2, out_hw=(4, 4))
     target = fn(tf.zeros((3, 4)), tf.constant([-1, -1, -1])).numpy()
     assert np.isfinite(target).all() and target.max() == 0
 
 
 def test_gaussian_radius_matches_centernet():
     # CenterNet's gaussian_radius((10, 10), 0.7) = min(19.07, 36.73, 2.73), floored to 2.
-    assert float(D.gaussian_radius(tf.constant(10.0), tf.constant(10.0))) == 2.0
-    assert float(D.gaussian_radius(tf.constant(4.0), tf.constant(4.0))) == 1.0
-    assert float(D.gaussian_radius(tf.constant(1.0), tf.constant(1.0))) == 0.0
+    assert float(T.gaussian_radius(tf.constant(10.0), tf.constant(10.0))) == 2.0
+    assert float(T.gaussian_radius(tf.constant(4.0), tf.constant(4.0))) == 1.0
+    assert float(T.gaussian_radius(tf.constant(1.0), tf.constant(1.0))) == 0.0
 
 
 def test_focal_loss_on_a_hand_made_heatmap():
@@ -69,7 +70,7 @@ def _perfect_prediction(target, k):
 
 def test_centernet_loss_terms_on_hand_made_predictions():
     k = 1
-    fn = D.make_targets_fn(k, (8, 8))
+    fn = T.make_targets_fn(k, (8, 8))
     target = fn(tf.constant([[0.25, 0.25, 0.5, 0.5]]), tf.constant([0])).numpy()[None]
     pred = _perfect_prediction(target, k)
     heat, offset, box = (float(t) for t in D.loss_terms(target, pred, k))
@@ -90,12 +91,14 @@ def test_centernet_loss_terms_on_hand_made_predictions():
 
 
 def test_loss_name_errors_are_config_errors():
+    from kerasflow import tasks
     from kerasflow.config import build_config
     from kerasflow.errors import ConfigError
 
+    detection = tasks.get("detection")
     cfg = build_config({"compile": {"loss": {"name": "dice"}}})
-    with pytest.raises(ConfigError, match="not a detection loss"):
-        D.build_detection_loss(cfg.compile, 2)
+    with pytest.raises(ConfigError, match="not a loss for experiment.task 'detection'.*centernet"):
+        detection.loss(cfg.compile, 2)
     cfg = build_config({"compile": {"loss": {"name": "centernet", "params": {"box_loss": "l2"}}}})
     with pytest.raises(ConfigError, match="box_loss"):
-        D.build_detection_loss(cfg.compile, 2)
+        detection.loss(cfg.compile, 2)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kerasflow.tasks.detection.average_precision import average_precision, box_iou, mean_average_precision
+from kerasflow.tasks.detection.average_precision import (
+    average_precision,
+    box_iou,
+    mean_average_precision,
+)
 
 
 def test_box_iou():

@@ -24,7 +24,13 @@ from PIL import Image
 
 from kerasflow.config import build_config
 from kerasflow.errors import ServingError
-from kerasflow.serving.detection import export_detection, make_server
+from kerasflow.serving.export import export_saved_model
+from kerasflow.serving.simple_server import make_server
+
+
+def export_detection(model, out, data_config, names, version=None):
+    contract = {"task": "detection", "class_names": names}
+    return export_saved_model(model, out, data_config, contract, version=version)
 
 
 def blob_detector():
@@ -91,7 +97,7 @@ def test_export_rejects_a_mismatched_config(tmp_path):
     with pytest.raises(ServingError, match="input shape"):
         export_detection(blob_detector(), tmp_path, cfg.data, ["blob"])
     cfg = build_config({"data": {"image_size": [64, 64], "channels": 3}})
-    with pytest.raises(ServingError, match="1 classes but 2 names"):
+    with pytest.raises(ServingError, match="predicts 1 classes but the config names 2"):
         export_detection(blob_detector(), tmp_path, cfg.data, ["a", "b"])
 
 

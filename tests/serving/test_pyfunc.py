@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 def test_runs_uri_is_exported_on_the_fly_and_served(served_run, tmp_path, export_dir, image_files):
     import tensorflow as tf
 
-    from kerasflow.serving.server import prepare_serving_model
     from kerasflow.serving import mlflow_model as tracked
+    from kerasflow.serving.server import prepare_serving_model
 
     uri = served_run.config.tracking.uri
     target = prepare_serving_model(f"runs:/{served_run.run_id}/model", tmp_path, 1.0, uri=uri)

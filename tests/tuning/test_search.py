@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from kerasflow.config import build_config
 from kerasflow.errors import ConfigError
-from kerasflow.tracking import registry
+from kerasflow.tracking import model_registry as registry
 from kerasflow.tuning import tune
 from tests.tuning.helpers import tiny_config
 

@@ -98,7 +98,9 @@ def test_config_rejects_a_bad_space_with_the_path():
 def test_tune_section_defaults_and_shorthand():
     cfg = build_config({"tune": {"objective": "val_loss", "tuner": "hyperband", "space": SPACE}})
     assert cfg.tune.objective.name == "val_loss"
-    assert cfg.tune.objective.resolved_direction == "min"
+    from kerasflow.tuning.oracles import resolve_objective
+
+    assert resolve_objective(cfg)[1] == "min"
     assert cfg.tune.search_name == "hyperband"
     assert cfg.tune.directory == "tuning"
     with pytest.raises(ConfigError, match="tune.tuner"):
