@@ -192,8 +192,8 @@ def main() -> None:
     digits = models.build(
         cfg.model.name, (*cfg.data.image_size, cfg.data.channels), 10, **cfg.model.params
     )
-    names = [str(i) for i in range(10)]
-    digits_export = export_saved_model(digits, tmp / "digits", cfg.data, names).path
+    contract = {"task": "classification", "class_names": [str(i) for i in range(10)]}
+    digits_export = export_saved_model(digits, tmp / "digits", cfg.data, contract).path
     mlflow.keras.save_model(digits, str(tmp / "anchor"))
 
     rng = np.random.default_rng(0)
@@ -206,7 +206,7 @@ def main() -> None:
     # All three servers start together (their start-up overlaps); they take turns to serve.
     mobile_data = DataConfig(image_size=(224, 224), channels=3, normalize="imagenet")
     mobile = models.build("mobilenet_v2", (224, 224, 3), 10)
-    mobile_export = export_saved_model(mobile, tmp / "mobilenet", mobile_data, names).path
+    mobile_export = export_saved_model(mobile, tmp / "mobilenet", mobile_data, contract).path
     yy, xx = np.mgrid[0:224, 0:224].astype(np.float32)
     photo = np.stack([127 + 100 * np.sin(xx * 0.03), 127 + 100 * np.cos(yy * 0.02), xx % 255], -1)
     jpeg = encode(np.clip(photo, 0, 255).astype(np.uint8), "JPEG")

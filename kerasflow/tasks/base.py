@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,7 @@ class Task:
         champion: the ``auto`` champion metric (a test metric the report logs).
         explainable: the run's report includes explanation overlays.
         multi_worker: its data can be sharded per worker for the multi-worker loop.
+        output_activation: the head's activation (``softmax`` or ``sigmoid``).
     """
 
     name: str = ""
@@ -75,6 +77,7 @@ class Task:
     champion: str = "test_accuracy"
     explainable: bool = False
     multi_worker: bool = True
+    output_activation: str = "softmax"
 
     # ------------------------------------------------------------ config
     def loss_name(self, compile_config) -> str:
@@ -168,6 +171,7 @@ class Task:
             prepared.input_shape,
             prepared.num_classes,
             input_scaling=cfg.data,
+            output_activation=self.output_activation,
             **cfg.model.params,
         )
 
@@ -198,8 +202,25 @@ class Task:
         return {"task": self.name, "class_names": [str(c) for c in data.class_names]}
 
     def evaluate(self, model, data, split: str, contract: dict, out_dir=None) -> dict:
-        """The report of one split (figures written into ``out_dir`` when given)."""
+        """The report of one split (figures written into ``out_dir`` when given).
+
+        Predicts the split, then :meth:`report` of its targets and the model's
+        outputs, then :meth:`write_figures`.
+        """
+        scores = predict(model, data.dataset(split, training=False))
+        targets = data.labels(split)
+        report = self.report(targets, scores, contract)
+        if out_dir is not None:
+            self.write_figures(report, targets, scores, data, split, Path(out_dir))
+        return report
+
+    def report(self, targets, scores, contract: dict) -> dict:
+        """The task's metrics of a split's targets and the model's outputs."""
         raise NotImplementedError
+
+    def write_figures(self, report: dict, targets, scores, data, split: str, out: Path) -> list:
+        """The report's PNG figures in ``out``; returns their paths."""
+        return []
 
     def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
         """The report's headline numbers as flat MLflow metrics."""

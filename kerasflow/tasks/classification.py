@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasflow.tasks import plots, report_html
-from kerasflow.tasks.base import Task, display_images, image_signatures, predict, take_examples
+from kerasflow.tasks.base import Task, display_images, image_signatures, take_examples
 from kerasflow.tasks.curves import CALIBRATION_BINS, calibration, precision_recall_curve, roc_curve
 from kerasflow.tasks.metrics import METRICS
 
@@ -201,13 +201,11 @@ class ClassificationTask(Task):
             names.append(f"top{match.group(1)}_accuracy" if match and name not in METRICS else name)
         return ["loss", *names]
 
-    def evaluate(self, model, data, split: str, contract: dict, out_dir=None) -> dict:
-        probs = predict(model, data.dataset(split, training=False))
-        labels = data.labels(split)
-        report = classification_report(labels, probs, contract["class_names"])
-        if out_dir is not None:
-            write_figures(report, labels, probs, data, split, Path(out_dir))
-        return report
+    def report(self, targets, scores, contract: dict) -> dict:
+        return classification_report(targets, scores, contract["class_names"])
+
+    def write_figures(self, report, targets, scores, data, split: str, out: Path) -> list[Path]:
+        return write_figures(report, targets, scores, data, split, out)
 
     def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
         return {f"{prefix}{k}": report[k] for k in SCALAR_KEYS if report.get(k) is not None}

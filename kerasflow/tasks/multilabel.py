@@ -51,18 +51,7 @@ class MultilabelTask(Task):
     monitor = "val_micro_f1"
     champion = "test_micro_f1"
     explainable = True
-
-    def build_model(self, cfg, prepared):
-        from kerasflow import models
-
-        return models.build(
-            cfg.model.name,
-            prepared.input_shape,
-            prepared.num_classes,
-            input_scaling=cfg.data,
-            output_activation="sigmoid",
-            **cfg.model.params,
-        )
+    output_activation = "sigmoid"
 
     def loss(self, compile_config, num_classes: int):
         import keras
@@ -99,16 +88,15 @@ class MultilabelTask(Task):
             "thresholds_split": split,
         }
 
-    def evaluate(self, model, data, split: str, contract: dict, out_dir=None) -> dict:
-        scores = predict(model, data.dataset(split, training=False))
-        labels = data.labels(split)
+    def report(self, targets, scores, contract: dict) -> dict:
         report = mlr.multilabel_report(
-            labels, scores, contract["class_names"], thresholds=contract["thresholds"]
+            targets, scores, contract["class_names"], thresholds=contract["thresholds"]
         )
         report["thresholds_split"] = contract.get("thresholds_split")
-        if out_dir is not None:
-            mlr.write_figures(report, labels, scores, Path(out_dir), split)
         return report
+
+    def write_figures(self, report, targets, scores, data, split: str, out: Path) -> list[Path]:
+        return mlr.write_figures(report, targets, scores, out, split)
 
     def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
         out = mlr.scalar_metrics(report, prefix)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasflow.tasks import plots, report_html
-from kerasflow.tasks.base import Task, display_images, image_signatures, predict, take_examples
+from kerasflow.tasks.base import Task, display_images, image_signatures, take_examples
 from kerasflow.tasks.metrics import METRICS
 
 GRID_SIZE = 4
@@ -115,13 +115,11 @@ class SegmentationTask(Task):
     monitor = "val_mean_iou"
     champion = "test_mean_iou"
 
-    def evaluate(self, model, data, split: str, contract: dict, out_dir=None) -> dict:
-        probs = predict(model, data.dataset(split, training=False))
-        masks = data.labels(split)
-        report = segmentation_report(masks, probs, contract["class_names"])
-        if out_dir is not None:
-            write_figures(report, masks, probs, data, split, Path(out_dir))
-        return report
+    def report(self, targets, scores, contract: dict) -> dict:
+        return segmentation_report(targets, scores, contract["class_names"])
+
+    def write_figures(self, report, targets, scores, data, split: str, out: Path) -> list[Path]:
+        return write_figures(report, targets, scores, data, split, out)
 
     def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
         from kerasflow.tasks.base import safe_metric_name

@@ -11,7 +11,7 @@ def test_models_list_prints_counts_from_the_graph():
     result = CliRunner().invoke(cli, ["models", "list", "--name", "simple_cnn"])
     assert result.exit_code == 0, result.output
     header, row = result.output.strip().splitlines()
-    assert header.split() == ["name", "task", "params", "MACs"]
+    assert header.split() == ["name", "kind", "params", "MACs"]
     # simple_cnn at 224x224x3 / 1000 classes, counted by kerasflow.models.table.
     assert row.split() == ["simple_cnn", "classification", "203,464", "1.20G"]
 

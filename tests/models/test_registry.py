@@ -80,7 +80,7 @@ def test_model_row_counts_from_the_graph():
     row = model_row("simple_cnn", (8, 8, 1), 10, width=2, depth=1, dense_units=0)
     # params: conv 9*1*2 + bn 4*2 + conv 9*2*2 + bn 4*2 + dense 2*10+10 = 100
     # MACs: conv 8*8*2*9*1 + conv 8*8*2*9*2 + dense 2*10 = 3476
-    assert row == {"name": "simple_cnn", "task": "classification", "params": 100, "macs": 3476}
+    assert row == {"name": "simple_cnn", "kind": "classification", "params": 100, "macs": 3476}
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ def png_size(path) -> tuple[int, int]:
 
 
 def test_every_classification_family_is_covered():
-    targets = {models.get_spec(n).target for n in models.names(task="classification")}
+    targets = {models.get_spec(n).target for n in models.names(kind="classification")}
     covered = {models.get_spec(n).target for n in FAMILIES}
     assert targets == covered
 
