@@ -35,7 +35,7 @@ from kerasflow.pipelines import transforms as T
 from kerasflow.pipelines.augment import BATCH_OPS, augment_steps, batch_op_steps, seed_steps
 from kerasflow.pipelines.plan import AUTOTUNE, Step, format_plan, mark_fused, run_plan
 from kerasflow.pipelines.sources import SourceData, load_source
-from kerasflow.pipelines.sources.base import LABEL_SEPARATOR, check_target
+from kerasflow.pipelines.sources.source_data import LABEL_SEPARATOR, check_target
 
 log = logging.getLogger(__name__)
 

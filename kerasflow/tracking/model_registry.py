@@ -124,7 +124,7 @@ CUSTOM_OBJECT_MODULES = (
     "kerasflow.tasks.losses",
     "kerasflow.tasks.metrics",
     "kerasflow.models.detector",
-    "kerasflow.tasks.detection.losses",
+    "kerasflow.tasks.detection.centernet_loss",
 )
 
 

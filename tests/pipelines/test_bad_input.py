@@ -116,7 +116,7 @@ def test_mislabelled_content_is_noted(tmp_path):
 
 def test_segmentation_mask_value_outside_class_names(seg_folder):
     with pytest.raises(DataError, match="outside class_names"):
-        from kerasflow.pipelines.sources.base import check_mask_values
+        from kerasflow.pipelines.sources.source_data import check_mask_values
 
         check_mask_values(np.array([[0, 3]]), ["a", "b"], "masks")
     report = check_data(data_config(source=str(seg_folder), class_names=["bg", "left"]))

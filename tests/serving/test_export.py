@@ -153,7 +153,8 @@ def test_segmentation_export_returns_a_class_map(tmp_path):
     x = keras.layers.Conv2D(3, 3, padding="same", activation="softmax")(x)
     model = keras.Model(inputs, x)
     data = DataConfig(image_size=(12, 12), channels=3, normalize="symmetric")
-    exported = export_saved_model(model, tmp_path, data, ["bg", "a", "b"], "segmentation")
+    contract = {"task": "segmentation", "class_names": ["bg", "a", "b"]}
+    exported = export_saved_model(model, tmp_path, data, contract)
     assert read_metadata(exported.path)["task"] == "segmentation"
     loaded = tf.saved_model.load(str(exported.path))
     buf = io.BytesIO()

@@ -1,7 +1,7 @@
 """Data sources: each turns the ``data.source`` setting into one :class:`SourceData`.
 
 Every source yields the same element contract once decoded: an image (uint8,
-HWC) and a target of one kind (:data:`~kerasflow.pipelines.sources.base.TARGETS`):
+HWC) and a target of one kind (:data:`~kerasflow.pipelines.sources.source_data.TARGETS`):
 an int64 class id (``class``), an ``(H, W)`` int32 map of class ids
 (``mask``) or a float32 ``(K,)`` 0/1 vector of labels (``multi_hot``). Each
 example also has a stable string key (its path relative to the source, or
@@ -34,15 +34,6 @@ from pathlib import Path
 from kerasflow.errors import DataError
 from kerasflow.pipelines import synthetic
 from kerasflow.pipelines.sources.arrays import from_arrays, load_digits_source, load_npz_source
-from kerasflow.pipelines.sources.base import (
-    IMAGE_EXTENSIONS,
-    MASK_EXTENSIONS,
-    TARGETS,
-    SourceData,
-    check_target,
-    check_target_name,
-    screen_files,
-)
 from kerasflow.pipelines.sources.boxes import (
     DetectionSource,
     DetectionStreams,
@@ -54,6 +45,15 @@ from kerasflow.pipelines.sources.files import (
     load_manifest_source,
     load_segmentation_source,
     read_manifest,
+)
+from kerasflow.pipelines.sources.source_data import (
+    IMAGE_EXTENSIONS,
+    MASK_EXTENSIONS,
+    TARGETS,
+    SourceData,
+    check_target,
+    check_target_name,
+    screen_files,
 )
 from kerasflow.pipelines.sources.tfds import (
     load_tfds_detection,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasflow.errors import DataError
-from kerasflow.pipelines.sources.base import (
+from kerasflow.pipelines.sources.source_data import (
     SourceData,
     check_mask_values,
     check_multi_hot,

@@ -17,7 +17,7 @@ import numpy as np
 
 from kerasflow.errors import DataError
 from kerasflow.pipelines import scan as scan_lib
-from kerasflow.pipelines.sources.base import screen_files
+from kerasflow.pipelines.sources.source_data import screen_files
 
 # Boxes may reach this many pixels past the image edge (rounding in annotation tools).
 EDGE_TOLERANCE = 1.0

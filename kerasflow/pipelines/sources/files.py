@@ -18,7 +18,7 @@ import numpy as np
 
 from kerasflow.errors import DataError
 from kerasflow.pipelines import scan as scan_lib
-from kerasflow.pipelines.sources.base import (
+from kerasflow.pipelines.sources.source_data import (
     IMAGE_EXTENSIONS,
     LABEL_SEPARATOR,
     MASK_EXTENSIONS,

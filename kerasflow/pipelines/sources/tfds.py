@@ -16,7 +16,8 @@ import numpy as np
 
 from kerasflow.errors import DataError
 from kerasflow.pipelines import record_scan
-from kerasflow.pipelines.sources.base import (
+from kerasflow.pipelines.sources.boxes import DetectionStreams
+from kerasflow.pipelines.sources.source_data import (
     SourceData,
     check_multi_hot,
     check_target,
@@ -24,7 +25,6 @@ from kerasflow.pipelines.sources.base import (
     keep_only,
     screen_records,
 )
-from kerasflow.pipelines.sources.boxes import DetectionStreams
 
 MULTI_HOT_HINT = (
     "Point data.tfds.label_key at a Sequence(ClassLabel) feature (a list of labels per "

@@ -22,7 +22,7 @@ import numpy as np
 
 from kerasflow.errors import DataError
 from kerasflow.pipelines import record_scan
-from kerasflow.pipelines.sources.base import (
+from kerasflow.pipelines.sources.source_data import (
     SourceData,
     check_multi_hot,
     check_target,

@@ -95,7 +95,7 @@ class DetectionTask(Task):
 
     def loss(self, compile_config, num_classes: int):
         from kerasflow.errors import ConfigError
-        from kerasflow.tasks.detection.losses import CenterNetLoss
+        from kerasflow.tasks.detection.centernet_loss import CenterNetLoss
 
         self.loss_name(compile_config)
         params = compile_config.loss.params
@@ -107,7 +107,7 @@ class DetectionTask(Task):
             ) from exc
 
     def metric_objects(self, compile_config, num_classes: int) -> list:
-        from kerasflow.tasks.detection.losses import term_metrics
+        from kerasflow.tasks.detection.centernet_loss import term_metrics
 
         self.metric_names(compile_config)
         return term_metrics(num_classes, self.loss(compile_config, num_classes).box_loss)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.detection.helpers import tiny_run
+from tests.tasks.detection.helpers import tiny_run
 
 
 @pytest.mark.slow
@@ -85,7 +85,7 @@ def test_detection_training_input_is_repeated_with_one_pass_per_epoch(tmp_path):
     from kerasflow.config import build_config
     from kerasflow.pipelines.detection_data import prepare_detection
     from kerasflow.training.fit import fit_input
-    from tests.detection.helpers import write_coco
+    from tests.tasks.detection.helpers import write_coco
 
     images = [(f"{i}.png", 32, 32, [([4, 4, 10, 10], 1)]) for i in range(10)]
     ann = write_coco(tmp_path, images, categories=("block",))

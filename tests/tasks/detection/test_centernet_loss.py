@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasflow.tasks.detection import losses as D
+from kerasflow.tasks.detection import centernet_loss as D
 from kerasflow.tasks.detection import targets as T
 
 

@@ -12,8 +12,7 @@ from kerasflow.cli import cli
 from kerasflow.errors import DataError
 from kerasflow.pipelines.check import check_data
 from kerasflow.pipelines.detection_data import prepare_detection
-
-from .helpers import data_config, write_coco, write_png
+from tests.tasks.detection.helpers import data_config, write_coco, write_png
 
 BOX = [4, 4, 10, 8]  # x, y, w, h inside every 20x40 image below
 

@@ -10,8 +10,7 @@ import pytest
 from kerasflow.errors import DataError
 from kerasflow.pipelines.detection_data import prepare_detection
 from kerasflow.pipelines.sources import load_coco, load_voc
-
-from .helpers import data_config, write_coco, write_png
+from tests.tasks.detection.helpers import data_config, write_coco, write_png
 
 
 def test_coco_boxes_are_normalised_yxyx_with_class_ids(tmp_path):

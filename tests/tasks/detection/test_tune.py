@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.detection.helpers import tiny_run
+from tests.tasks.detection.helpers import tiny_run
 
 
 def _config(tmp_path, objective: str, epochs: int = 1):
