@@ -184,6 +184,7 @@ def tune(
             "    model.params.width: {choice: [16, 32, 64]}"
         )
     role = resolve_role(chief, port, host, worker, chief_address)
+    tasks.get(cfg.experiment.task).check_config(cfg)  # loss, metrics, monitors: before any trial
     specs = parse_space(cfg.tune.space)
     validate_space(cfg.to_dict(), specs)
     project = project_dir_for(cfg)
