@@ -235,6 +235,19 @@ def test_unknown_objective_stops_at_once(tune_root, tune_uri):
         tune(build_config(data))
 
 
+def test_a_bad_task_choice_stops_before_any_trial(tune_root, tune_uri):
+    data = tiny_config(
+        tune_root,
+        tune_uri,
+        "badmonitor",
+        tune={"max_trials": 2, "space": {"model.params.width": {"choice": [2, 4]}}},
+    )
+    data["train"] = {**data.get("train", {}), "checkpoint": {"monitor": "val_mean_iou"}}
+    with pytest.raises(ConfigError, match="val_mean_iou.*classification.*val_accuracy"):
+        tune(build_config(data))
+    assert not any(tune_root.rglob("oracle.json"))  # no search state was written
+
+
 def test_no_tune_section_is_a_clear_error(tune_root, tune_uri):
     data = tiny_config(tune_root, tune_uri, "none")
     data.pop("tune")
