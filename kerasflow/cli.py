@@ -413,11 +413,29 @@ def export_cmd(model, out_dir, version, config, overrides):
     help="Larger request bodies get HTTP 413 (default: the run's export.max_payload_mb, else 16).",
 )
 @click.option(
+    "--max-image-pixels",
+    default=None,
+    type=int,
+    help="Pixels one image may declare in its header, and a request's images together "
+    "(default 40000000); more gets HTTP 413 before anything is decoded.",
+)
+@click.option(
+    "--max-batch",
+    default=None,
+    type=int,
+    help="Images one request may hold (default 256); more gets HTTP 413.",
+)
+@click.option(
     "--config", "config", type=click.Path(dir_okay=False), help="Run config for a .keras file."
 )
 @_set_option
-def serve(model, host, port, max_payload_mb, config, overrides):
-    """Serve MODEL over HTTP with MLflow's scoring server (POST /invocations, GET /ping, /health)."""
+def serve(model, host, port, max_payload_mb, max_image_pixels, max_batch, config, overrides):
+    """Serve MODEL over HTTP (POST /invocations, GET /ping, /health, /version).
+
+    Only what kerasflow exported is loaded, as data: a serving model folder
+    that is not exactly kerasflow's, or a SavedModel graph with file-system or
+    process ops, is refused (exit 2) before anything of it runs.
+    """
     from kerasflow.serving.server import serve as serve_model
 
     def ready(url):
@@ -431,6 +449,8 @@ def serve(model, host, port, max_payload_mb, config, overrides):
         config=config,
         overrides=list(overrides),
         on_ready=ready,
+        max_image_pixels=max_image_pixels,
+        max_batch=max_batch,
     )
 
 

@@ -7,6 +7,12 @@ decoder here reads right (RLE, 16-bit, OS/2 headers; see ``bmp.py``).
 ``full_scan`` (used by ``kerasflow data check``) also decodes the pixels;
 ``scan_bytes`` does the same for encoded bytes held in a record. Training
 itself decodes in ``tf.data``.
+
+Every scan first reads the image's own header (:func:`read_header`: PNG IHDR,
+JPEG SOF, GIF screen and frames, BMP DIB) and refuses an image with more than
+``max_pixels`` pixels (default :data:`MAX_IMAGE_PIXELS`) before Pillow or
+TensorFlow decode anything: a 50 KB PNG can declare 20000 x 20000 pixels and
+decode to gigabytes. ``kerasflow serve`` applies the same guard to requests.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -28,6 +35,162 @@ MAGIC = {
     b"BM": "BMP",
 }
 EXTENSION_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".bmp": "BMP"}
+MAX_IMAGE_PIXELS = 40_000_000  # like Pillow's bomb guard (89 MP warns), a bit stricter
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic), not DHT/JPG/DAC.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header declares, and the pixels decoding it allocates.
+
+    ``pixels`` is width x height x frames (a GIF decodes every frame), unless
+    the reader counted it otherwise (a GIF frame larger than its screen).
+    """
+
+    format: str
+    width: int
+    height: int
+    frames: int = 1
+    pixels: int = 0
+
+    def __post_init__(self):
+        if not self.pixels:
+            object.__setattr__(self, "pixels", self.width * self.height * self.frames)
+
+
+def _read_exact(fh: BinaryIO, size: int, what: str) -> bytes:
+    data = fh.read(size)
+    if len(data) != size:
+        raise ValueError(f"the file ends inside its {what}")
+    return data
+
+
+def _png_header(fh: BinaryIO) -> ImageHeader:
+    head = _read_exact(fh, 24, "IHDR chunk")
+    if head[12:16] != b"IHDR":
+        raise ValueError("the first chunk is not IHDR")
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return ImageHeader("PNG", width, height)
+
+
+def _jpeg_header(fh: BinaryIO) -> ImageHeader:
+    fh.seek(2)
+    while True:
+        byte = _read_exact(fh, 1, "markers")
+        if byte != b"\xff":
+            raise ValueError(f"expected a marker, found byte 0x{byte[0]:02x}")
+        marker = 0xFF
+        while marker == 0xFF:  # fill bytes
+            marker = _read_exact(fh, 1, "markers")[0]
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD9, 0xDA):
+            raise ValueError("no start-of-frame (SOF) marker before the image data")
+        length = int.from_bytes(_read_exact(fh, 2, "segment length"), "big")
+        if length < 2:
+            raise ValueError(f"segment length {length}")
+        if marker in _JPEG_SOF:
+            sof = _read_exact(fh, 5, "SOF segment")
+            height, width = int.from_bytes(sof[1:3], "big"), int.from_bytes(sof[3:5], "big")
+            if height == 0:
+                raise ValueError("the height is defined later (DNL), which is not supported")
+            return ImageHeader("JPEG", width, height)
+        fh.seek(length - 2, io.SEEK_CUR)
+
+
+def _skip_sub_blocks(fh: BinaryIO) -> None:
+    while size := _read_exact(fh, 1, "data sub-blocks")[0]:
+        fh.seek(size, io.SEEK_CUR)
+
+
+def _gif_header(fh: BinaryIO) -> ImageHeader:
+    screen = _read_exact(fh, 13, "logical screen descriptor")
+    width, height = int.from_bytes(screen[6:8], "little"), int.from_bytes(screen[8:10], "little")
+    if screen[10] & 0x80:
+        fh.seek(3 * 2 ** ((screen[10] & 7) + 1), io.SEEK_CUR)
+    frames = frame_pixels = 0
+    while (block := fh.read(1)) not in (b"", b"\x3b"):
+        if block == b"\x21":  # extension: label, then sub-blocks
+            _read_exact(fh, 1, "extension label")
+            _skip_sub_blocks(fh)
+        elif block == b"\x2c":  # image descriptor, optional local colour table, LZW data
+            desc = _read_exact(fh, 9, "image descriptor")
+            w, h = int.from_bytes(desc[4:6], "little"), int.from_bytes(desc[6:8], "little")
+            frame_pixels += max(w * h, width * height)
+            if desc[8] & 0x80:
+                fh.seek(3 * 2 ** ((desc[8] & 7) + 1), io.SEEK_CUR)
+            _read_exact(fh, 1, "LZW code size")
+            _skip_sub_blocks(fh)
+            frames += 1
+        else:
+            raise ValueError(f"unknown block 0x{block[0]:02x}")
+    if frames == 0:
+        raise ValueError("no image frame")
+    # The decoder makes frames x screen pixels; a frame larger than the screen counts whole.
+    return ImageHeader(
+        "GIF", width, height, frames=max(1, -(-frame_pixels // max(1, width * height)))
+    )
+
+
+def _bmp_header(fh: BinaryIO) -> ImageHeader:
+    head = _read_exact(fh, 26, "BMP header")
+    if int.from_bytes(head[14:18], "little") == 12:  # OS/2: 16-bit sizes
+        width, height = int.from_bytes(head[18:20], "little"), int.from_bytes(head[20:22], "little")
+    else:
+        width = int.from_bytes(head[18:22], "little", signed=True)
+        height = int.from_bytes(head[22:26], "little", signed=True)
+    return ImageHeader("BMP", abs(width), abs(height))
+
+
+_HEADER_READERS = {"PNG": _png_header, "JPEG": _jpeg_header, "GIF": _gif_header, "BMP": _bmp_header}
+
+
+def read_header(source: str | os.PathLike | bytes | BinaryIO) -> ImageHeader:
+    """The format, size and frame count an image declares, read without decoding it.
+
+    Reads only the header (PNG IHDR, JPEG markers up to the SOF, BMP DIB
+    header); a GIF's blocks are walked to count its frames. Cost: microseconds
+    and no pixel memory, whatever size the image declares.
+
+    Args:
+        source: a file path, the encoded bytes, or a binary file object (read from its start).
+
+    Raises:
+        ValueError: not a JPEG, PNG, GIF or BMP, or a header that is cut short or malformed;
+            the message says what is wrong.
+
+    Example:
+        >>> read_header(Path("cat.png").read_bytes())
+        ImageHeader(format='PNG', width=640, height=480, frames=1)
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        return read_header(io.BytesIO(source))
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as fh:
+            return read_header(fh)
+    source.seek(0)
+    fmt = sniff(source.read(8))
+    if fmt is None:
+        raise ValueError("not a JPEG, PNG, GIF or BMP file")
+    source.seek(0)
+    header = _HEADER_READERS[fmt](source)
+    if header.width == 0 or header.height == 0:
+        raise ValueError(f"the header declares a zero size {header.width}x{header.height}")
+    return header
+
+
+def pixel_budget_problem(header: ImageHeader, max_pixels: int) -> str | None:
+    """Why an image is over the pixel budget (a message), or None when it fits."""
+    if header.pixels <= max_pixels:
+        return None
+    frames = f" x {header.frames} frames" if header.frames > 1 else ""
+    return (
+        f"the {header.format} header declares {header.width}x{header.height}{frames} = "
+        f"{header.pixels / 1e6:.1f} megapixels, over the budget of {max_pixels / 1e6:g} megapixels "
+        "(a decompression bomb, or an image to downscale first)"
+    )
 
 
 @dataclass
@@ -67,7 +230,14 @@ def _open(source: Path | bytes):
     return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
 
 
-def _check_content(info: FileInfo, source: Path | bytes, size: int, head: bytes, tail: bytes):
+def _check_content(
+    info: FileInfo,
+    source: Path | bytes,
+    size: int,
+    head: bytes,
+    tail: bytes,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+):
     """Set ``info.problem`` (or format, size, mode) from the first and last bytes and the header."""
     from PIL import UnidentifiedImageError
 
@@ -86,6 +256,14 @@ def _check_content(info: FileInfo, source: Path | bytes, size: int, head: bytes,
         info.problem = "truncated PNG (no IEND chunk)"
         return
     if fmt == "BMP" and (problem := bmp.header_problem(head)):
+        info.problem = problem
+        return
+    try:
+        header = read_header(source)
+    except (OSError, ValueError) as exc:
+        info.problem = f"unreadable {fmt} header ({exc})"
+        return
+    if problem := pixel_budget_problem(header, max_pixels):
         info.problem = problem
         return
     try:
@@ -112,8 +290,8 @@ def _check_pixels(info: FileInfo, source: Path | bytes) -> None:
         info.problem = f"corrupt {info.format} data ({exc})"
 
 
-def quick_scan(path: str | os.PathLike) -> FileInfo:
-    """Cheap validation: empty, non-image, truncated or unreadable header."""
+def quick_scan(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> FileInfo:
+    """Cheap validation: empty, non-image, truncated, unreadable header, over ``max_pixels``."""
     path = Path(path)
     info = FileInfo(str(path))
     try:
@@ -125,24 +303,24 @@ def quick_scan(path: str | os.PathLike) -> FileInfo:
     except OSError as exc:
         info.problem = f"unreadable ({exc.strerror or exc})"
         return info
-    _check_content(info, path, size, head, tail)
+    _check_content(info, path, size, head, tail, max_pixels)
     expected = EXTENSION_FORMAT.get(path.suffix.lower())
     if info.problem is None and expected and expected != info.format:
         info.note = f"{info.format} data in a {path.suffix} file"
     return info
 
 
-def full_scan(path: str | os.PathLike) -> FileInfo:
+def full_scan(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> FileInfo:
     """``quick_scan`` plus a full decode of the pixels (slower; for ``data check``)."""
-    info = quick_scan(path)
+    info = quick_scan(path, max_pixels)
     _check_pixels(info, Path(path))
     return info
 
 
-def scan_bytes(data: bytes, name: str) -> FileInfo:
+def scan_bytes(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> FileInfo:
     """``full_scan`` of encoded image bytes (e.g. one TFRecord record's image) called ``name``."""
     info = FileInfo(name)
-    _check_content(info, data, len(data), data[: bmp.HEAD_BYTES], data[-1024:])
+    _check_content(info, data, len(data), data[: bmp.HEAD_BYTES], data[-1024:], max_pixels)
     _check_pixels(info, data)
     return info
 

@@ -110,32 +110,27 @@ def serving_model_uri(model: str, uri: str | None = None) -> str | None:
     return (mv.tags or {}).get(SERVING_MODEL_TAG)
 
 
-def check_serving_model(path: str | os.PathLike) -> None:
-    """Refuse a local MLflow model unless it is a kerasflow serving model.
+def download(artifact_uri: str, dst: str | os.PathLike, uri: str | None = None) -> str:
+    """Download an MLflow artifact URI (``runs:/``, ``models:/``) into ``dst``; returns its path.
 
-    A pyfunc model from code runs its Python file when it loads, so only a file
-    identical to kerasflow's own ``pyfunc_code.py`` is accepted; pickled
-    Python models are refused outright.
+    Only files are fetched: nothing of them is imported or run.
     """
-    import yaml
+    mlflow.set_tracking_uri(resolve_tracking_uri(uri))
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    try:
+        return mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst))
+    except MlflowException as exc:
+        raise ServingError(f"Cannot download {artifact_uri!r}: {exc.message}") from exc
 
-    path = Path(path)
-    mlmodel = path / "MLmodel"
-    if not mlmodel.is_file():
-        raise ServingError(f"{path} has no MLmodel file; it is not an MLflow model.")
-    flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function")
-    code = (flavor or {}).get("model_code_path")
-    ours = Path(_code_path()).read_bytes()
-    if (
-        not code
-        or not (path / Path(code).name).is_file()
-        or (path / Path(code).name).read_bytes() != ours
-    ):
-        raise ServingError(
-            f"{path} is not a kerasflow serving model (its python_function code is not "
-            "kerasflow's pyfunc_code.py), so it is not loaded: it could run foreign code or "
-            "unpickle objects. Serve its SavedModel export or .keras file instead."
-        )
+
+def check_serving_model(path: str | os.PathLike) -> Path:
+    """Refuse a local MLflow model unless it is exactly a kerasflow serving model.
+
+    See :func:`kerasflow.serving.trust.check_serving_folder`; returns its SavedModel folder.
+    """
+    from kerasflow.serving.trust import check_serving_folder
+
+    return check_serving_folder(path)[0]
 
 
 def load_serving_model(
@@ -144,38 +139,28 @@ def load_serving_model(
     uri: str | None = None,
     dst: str | os.PathLike | None = None,
 ):
-    """Load a kerasflow serving model (local folder or MLflow URI) as an MLflow pyfunc model.
+    """Load a kerasflow serving model (local folder or MLflow URI) as a ``Predictor``.
 
-    MLflow URIs are downloaded (to ``dst`` or a temporary folder) and checked
-    with :func:`check_serving_model` before anything of them runs.
+    MLflow URIs are downloaded (to ``dst`` or a temporary folder). The folder is
+    accepted only when it is exactly what kerasflow writes and its graph holds no
+    file-system or process ops; then the SavedModel is loaded as data, and no
+    Python from the folder is imported (MLflow's pyfunc loader is not used).
     ``max_payload_mb`` overrides the limit saved with the model (None keeps it).
+
+    Returns:
+        A :class:`kerasflow.serving.predictor.Predictor`: ``predict({"b64": [...]})``.
     """
     import tempfile
 
+    from kerasflow.serving.predictor import DEFAULT_MAX_PAYLOAD_MB, Limits, Predictor
+    from kerasflow.serving.trust import check_saved_model_graph, check_serving_folder
+
     model = str(model)
     if model.startswith(("models:/", "runs:/")):
-        mlflow.set_tracking_uri(resolve_tracking_uri(uri))
         dst = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="kerasflow-model-"))
-        dst.mkdir(parents=True, exist_ok=True)
-        try:
-            model = mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=str(dst))
-        except MlflowException as exc:
-            raise ServingError(f"Cannot download serving model {model!r}: {exc.message}") from exc
-    check_serving_model(model)
-    config = None if max_payload_mb is None else {"max_payload_mb": float(max_payload_mb)}
-    try:
-        return mlflow.pyfunc.load_model(model, model_config=config)
-    except MlflowException as exc:
-        raise ServingError(f"Cannot load serving model {model!r}: {exc.message}") from exc
-
-
-def saved_payload_limit_mb(pyfunc_model, default: float) -> float:
-    """The ``max_payload_mb`` saved with a serving model (``default`` when it has none)."""
-    return float((pyfunc_model.model_config or {}).get("max_payload_mb", default))
-
-
-def scoring_app(pyfunc_model):
-    """MLflow's own scoring server (FastAPI app: /invocations, /ping, /health, /version)."""
-    from mlflow.pyfunc import scoring_server
-
-    return scoring_server.init(pyfunc_model)
+        model = download(model, dst, uri)
+    saved_model, config = check_serving_folder(model)
+    check_saved_model_graph(saved_model)
+    if max_payload_mb is None:
+        max_payload_mb = float(config.get("max_payload_mb", DEFAULT_MAX_PAYLOAD_MB))
+    return Predictor.from_export(saved_model, Limits(max_payload_bytes=int(max_payload_mb * 1e6)))

@@ -1,15 +1,23 @@
-"""``kerasflow serve``: MLflow's scoring server for a kerasflow serving model.
+"""``kerasflow serve``: a kerasflow export over HTTP, loaded as data.
 
 MODEL may be ``models:/NAME@alias`` or ``models:/NAME/VERSION`` (the serving
 model attached to that version is used when there is one),
 ``runs:/RUN_ID/model``, a ``.keras`` file, a SavedModel export folder (or its
-TF Serving base folder: the highest version), or a saved serving model
-folder (with an ``MLmodel`` file). Anything that is not already a serving
-model is exported first, into a temporary folder.
+TF Serving base folder: the highest version), or a saved serving model folder
+(with an ``MLmodel`` file). A Keras model is exported first, into a
+temporary folder.
 
-The app is MLflow's own scoring server (``/invocations``, ``/ping``,
-``/health``, ``/version``) wrapped in a request-size limit that answers 413
-before the body is parsed. It binds to 127.0.0.1 unless told otherwise.
+Nothing from a model folder is imported: a serving model folder is accepted
+only when it is exactly what kerasflow writes
+(:func:`kerasflow.serving.trust.check_serving_folder`), and the server then
+builds its model from the SavedModel and its contract alone
+(:class:`~kerasflow.serving.predictor.Predictor`). A SavedModel whose graph
+holds file-system or process ops is refused
+(:func:`kerasflow.serving.trust.check_saved_model_graph`).
+
+The app (:class:`~kerasflow.serving.http_app.ServingApp`) answers
+``/invocations``, ``/ping``, ``/health`` and ``/version``; every bad request
+gets a 4xx with a short message. It binds to 127.0.0.1 unless told otherwise.
 
 Example:
     >>> from kerasflow.serving.server import serve
@@ -19,86 +27,32 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kerasflow.errors import ServingError
+from kerasflow.serving.predictor import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_PAYLOAD_MB,
+    Limits,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5001
-DEFAULT_MAX_PAYLOAD_MB = 16.0
 
 
-class PayloadLimit:
-    """ASGI middleware: reject request bodies over ``max_bytes`` with HTTP 413 and a JSON message."""
+@dataclass
+class ServingSource:
+    """The SavedModel folder to serve and the settings saved with it (``max_payload_mb``)."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = int(max_bytes)
-
-    async def _reject(self, send, size: int | None) -> None:
-        seen = f"{size / 1e6:.2f} MB" if size is not None else "more than that"
-        body = json.dumps(
-            {
-                "error_code": "REQUEST_TOO_LARGE",
-                "message": f"The request body is {seen}; this server accepts at most "
-                f"{self.max_bytes / 1e6:g} MB (kerasflow serve --max-payload-mb).",
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None:
-            try:
-                size = int(length)
-            except ValueError:
-                size = None
-            if size is not None and size > self.max_bytes:
-                return await self._reject(send, size)
-            if size is not None:
-                return await self.app(scope, receive, send)
-        # No (valid) content-length: read the body here, counting, then replay it.
-        chunks, total = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return await self.app(scope, receive, send)
-            chunks.append(message.get("body", b""))
-            total += len(chunks[-1])
-            if total > self.max_bytes:
-                return await self._reject(send, None)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
+    saved_model_dir: Path
+    config: dict = field(default_factory=dict)
 
 
 def _saved_model_dir(path: Path) -> Path | None:
@@ -108,58 +62,94 @@ def _saved_model_dir(path: Path) -> Path | None:
     return max(versions, key=lambda p: int(p.name)) if versions else None
 
 
-def prepare_serving_model(
+def _is_keras_model(model_uri: str, workdir: Path, uri: str | None) -> bool:
+    """Whether an MLflow URI holds a Keras model (exported here) rather than a serving model."""
+    import yaml
+
+    from kerasflow.serving import mlflow_model as tracked
+
+    mlmodel = tracked.download(f"{model_uri.rstrip('/')}/MLmodel", workdir / "mlmodel", uri)
+    try:
+        spec = yaml.safe_load(Path(mlmodel).read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ServingError(f"The MLmodel file of {model_uri} is not valid YAML ({exc}).") from None
+    return isinstance(spec, dict) and "keras" in (spec.get("flavors") or {})
+
+
+def resolve_saved_model(
     model: str,
     workdir: Path,
-    max_payload_mb: float | None = None,
     config=None,
     overrides: list[str] | None = None,
     uri: str | None = None,
-) -> str:
-    """A local path or MLflow URI of a serving model for MODEL, exporting into ``workdir`` if needed."""
-    from kerasflow.serving import mlflow_model as tracked
-    from kerasflow.serving.export import export, read_metadata
+) -> ServingSource:
+    """The SavedModel to serve for MODEL, checked; exports a Keras model into ``workdir``.
 
-    limit = DEFAULT_MAX_PAYLOAD_MB if max_payload_mb is None else max_payload_mb
-    path = Path(model)
-    if not model.startswith(("models:/", "runs:/")) and path.is_dir():
-        if (path / "MLmodel").is_file():
-            return str(path)  # checked by load_serving_model before it loads
-        saved = _saved_model_dir(path)
-        if saved is None:
-            raise ServingError(
-                f"{path} is neither a SavedModel export (saved_model.pb) nor an MLflow model "
-                "(MLmodel). Pass a folder written by `kerasflow export` or an MLflow model."
-            )
-        read_metadata(saved)  # a clear error for SavedModels that kerasflow did not export
-        return str(tracked.save_serving_model(saved, workdir / "serving_model", limit))
-    if config is None and not overrides:
-        logged = tracked.serving_model_uri(model, uri)
-        if logged:
-            log.info("serving %s through its logged serving model %s", model, logged)
-            return logged
-    exported = export(model, workdir / "export", config=config, overrides=overrides, uri=uri)
-    return str(tracked.save_serving_model(exported.path, workdir / "serving_model", limit))
-
-
-def build_app(
-    model_uri: str,
-    max_payload_mb: float | None = None,
-    uri: str | None = None,
-    workdir: str | os.PathLike | None = None,
-):
-    """MLflow's scoring app for a serving model, behind the request-size limit.
-
-    ``max_payload_mb`` None uses the limit saved with the model (the run's
-    ``export.max_payload_mb``), else 16 MB.
+    Raises:
+        ServingError: a folder that is not kerasflow's, or a graph with forbidden ops.
     """
     from kerasflow.serving import mlflow_model as tracked
+    from kerasflow.serving import trust
+    from kerasflow.serving.export import export
 
-    dst = Path(workdir) / "downloaded" if workdir is not None else None
-    pyfunc_model = tracked.load_serving_model(model_uri, max_payload_mb, uri, dst)
-    if max_payload_mb is None:
-        max_payload_mb = tracked.saved_payload_limit_mb(pyfunc_model, DEFAULT_MAX_PAYLOAD_MB)
-    return PayloadLimit(tracked.scoring_app(pyfunc_model), int(max_payload_mb * 1e6))
+    path = Path(model)
+    is_uri = model.startswith(("models:/", "runs:/"))
+    if not is_uri and path.is_dir():
+        if (path / "MLmodel").is_file():
+            saved, saved_config = trust.check_serving_folder(path)
+            source = ServingSource(saved, saved_config)
+        else:
+            saved = _saved_model_dir(path)
+            if saved is None:
+                raise ServingError(
+                    f"{path} is neither a SavedModel export (saved_model.pb) nor an MLflow model "
+                    "(MLmodel). Pass a folder written by `kerasflow export` or an MLflow model."
+                )
+            source = ServingSource(saved)
+    else:
+        logged = None
+        if config is None and not overrides and is_uri:
+            logged = tracked.serving_model_uri(model, uri)
+            if logged is None and model.startswith("runs:/"):
+                logged = None if _is_keras_model(model, workdir, uri) else model
+        if logged:
+            log.info("serving %s through the serving model %s", model, logged)
+            folder = tracked.download(logged, workdir / "downloaded", uri)
+            saved, saved_config = trust.check_serving_folder(folder)
+            source = ServingSource(saved, saved_config)
+        else:
+            exported = export(
+                model, workdir / "export", config=config, overrides=overrides, uri=uri
+            )
+            source = ServingSource(exported.path)
+    trust.check_saved_model_graph(source.saved_model_dir)
+    return source
+
+
+def limits_for(
+    source: ServingSource,
+    max_payload_mb: float | None = None,
+    max_image_pixels: int | None = None,
+    max_batch: int | None = None,
+) -> Limits:
+    """Request limits: the arguments, else what is saved with the model, else the defaults."""
+    payload = max_payload_mb
+    if payload is None:
+        payload = float(source.config.get("max_payload_mb", DEFAULT_MAX_PAYLOAD_MB))
+    return Limits(
+        max_payload_bytes=int(payload * 1e6),
+        max_image_pixels=int(max_image_pixels or DEFAULT_MAX_IMAGE_PIXELS),
+        max_batch=int(max_batch or DEFAULT_MAX_BATCH),
+    )
+
+
+def build_app(source: ServingSource, limits: Limits):
+    """The ASGI app serving ``source`` within ``limits``."""
+    from kerasflow.serving.http_app import ServingApp
+    from kerasflow.serving.predictor import Predictor
+    from kerasflow.version import __version__
+
+    return ServingApp(Predictor.from_export(source.saved_model_dir, limits), version=__version__)
 
 
 def serve(
@@ -171,6 +161,8 @@ def serve(
     overrides: list[str] | None = None,
     uri: str | None = None,
     on_ready=None,
+    max_image_pixels: int | None = None,
+    max_batch: int | None = None,
 ) -> None:
     """Serve MODEL over HTTP until interrupted (blocks).
 
@@ -182,18 +174,31 @@ def serve(
             with the model, the run's ``export.max_payload_mb``, else 16).
         config: the run config for a ``.keras`` file (default: the model's run's config).
         on_ready: called with the app's URL once the model is loaded, before serving.
+        max_image_pixels: pixels an image may declare, and a request's images together
+            (default 40 megapixels); more gets HTTP 413 before anything is decoded.
+        max_batch: images one request may hold (default 256); more gets HTTP 413.
+
+    Raises:
+        ServingError: the model is refused (see the module docstring) or a limit is not positive.
     """
     import uvicorn
 
-    if max_payload_mb is not None and max_payload_mb <= 0:
-        raise ServingError(f"max_payload_mb must be positive. Received: {max_payload_mb}")
+    for name, value in (
+        ("max_payload_mb", max_payload_mb),
+        ("max_image_pixels", max_image_pixels),
+        ("max_batch", max_batch),
+    ):
+        if value is not None and value <= 0:
+            raise ServingError(f"{name} must be positive. Received: {value}")
     workdir = Path(tempfile.mkdtemp(prefix="kerasflow-serve-"))
     try:
-        target = prepare_serving_model(model, workdir, max_payload_mb, config, overrides, uri)
-        app = build_app(target, max_payload_mb, uri, workdir)
+        source = resolve_saved_model(model, workdir, config, overrides, uri)
+        app = build_app(source, limits_for(source, max_payload_mb, max_image_pixels, max_batch))
         if on_ready is not None:
             on_ready(f"http://{host}:{port}")
         with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.run(app, host=host, port=int(port), log_level="warning", workers=1)
+            uvicorn.run(
+                app, host=host, port=int(port), log_level="warning", workers=1, lifespan="off"
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,10 +1,8 @@
-"""The pyfunc serving model and the request-size middleware, without a server process."""
+"""The served model (Predictor), the request parsing of the HTTP app, and MLflow's pyfunc wrapper."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 
 import numpy as np
 import pytest
@@ -16,12 +14,13 @@ def test_runs_uri_is_exported_on_the_fly_and_served(served_run, tmp_path, export
     import tensorflow as tf
 
     from kerasflow.serving import mlflow_model as tracked
-    from kerasflow.serving.server import prepare_serving_model
+    from kerasflow.serving.predictor import Predictor
+    from kerasflow.serving.server import limits_for, resolve_saved_model
 
     uri = served_run.config.tracking.uri
-    target = prepare_serving_model(f"runs:/{served_run.run_id}/model", tmp_path, 1.0, uri=uri)
+    source = resolve_saved_model(f"runs:/{served_run.run_id}/model", tmp_path, uri=uri)
     assert (tmp_path / "export" / "1" / "saved_model.pb").is_file()
-    model = tracked.load_serving_model(target, 1.0)
+    model = Predictor.from_export(source.saved_model_dir, limits_for(source, 1.0))
     _, paths = image_files
     raw = [p.read_bytes() for p in paths[:6]]
     got = model.predict({"b64": np.array([base64.b64encode(b).decode() for b in raw])})
@@ -30,70 +29,37 @@ def test_runs_uri_is_exported_on_the_fly_and_served(served_run, tmp_path, export
     )
     probs = np.array([g["probabilities"] for g in got])
     assert np.max(np.abs(probs - want["probabilities"].numpy())) <= 1e-5
-    # A SavedModel folder (or its TF Serving base folder) is wrapped, not re-exported.
-    wrapped = prepare_serving_model(str(export_dir.parent), tmp_path / "w", 1.0)
-    assert wrapped.endswith("serving_model")
+    # A SavedModel folder (or its TF Serving base folder) is served as it is.
+    assert resolve_saved_model(str(export_dir.parent), tmp_path / "w").saved_model_dir == export_dir
+    wrapped = tracked.save_serving_model(export_dir, tmp_path / "serving_model", 1.0)
     saved = tracked.load_serving_model(wrapped, 1.0)
     assert saved.predict({"images": np.zeros((1, 5, 7), np.int64)})[0]["class_name"] in [
         str(i) for i in range(10)
     ]
 
 
-def test_payload_limit_without_content_length_reads_and_replays():
-    from kerasflow.serving.server import PayloadLimit
+def test_json_depth_and_request_forms():
+    from kerasflow.serving.http_app import columns_of, json_depth, parse_json
+    from kerasflow.serving.predictor import RequestError
 
-    seen = {}
-
-    async def app(scope, receive, send):
-        message = await receive()
-        seen["body"] = message["body"]
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    def run(chunks):
-        sent = []
-        queue = [
-            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-            for i, c in enumerate(chunks)
-        ]
-
-        async def receive():
-            return queue.pop(0)
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {"type": "http", "headers": [(b"content-type", b"application/json")]}
-        asyncio.run(PayloadLimit(app, max_bytes=10)(scope, receive, send))
-        return sent
-
-    sent = run([b"abcd", b"efgh"])
-    assert sent[0]["status"] == 200 and seen["body"] == b"abcdefgh"
-    sent = run([b"abcdef", b"ghijkl"])
-    assert sent[0]["status"] == 413
-    assert "at most 1e-05 MB" in json.loads(sent[1]["body"])["message"]
-
-
-def test_foreign_pyfunc_model_is_refused_before_its_code_runs(tmp_path):
-    import mlflow
-
-    from kerasflow.errors import ServingError
-    from kerasflow.serving.server import build_app
-
-    canary = tmp_path / "canary.txt"
-    code = tmp_path / "foreign.py"
-    code.write_text(
-        "from pathlib import Path\n"
-        "from mlflow.models import set_model\n"
-        "from mlflow.pyfunc import PythonModel\n"
-        f"Path({str(canary)!r}).write_text('ran')\n"
-        "class M(PythonModel):\n"
-        "    def predict(self, context, model_input, params=None):\n"
-        "        return model_input\n"
-        "set_model(M())\n"
-    )
-    mlflow.pyfunc.save_model(str(tmp_path / "foreign"), python_model=str(code), pip_requirements=[])
-    canary.unlink(missing_ok=True)  # saving ran it; loading must not
-    with pytest.raises(ServingError, match="not a kerasflow serving model"):
-        build_app(str(tmp_path / "foreign"))
-    assert not canary.exists()
+    assert json_depth(b'{"a": "[[[[{{{{", "b": [[1], [2]]}') == 3
+    assert json_depth(b'["\\"[[["]') == 1  # an escaped quote does not end the string
+    assert json_depth(b"[" * 5000 + b"]" * 5000) == 5000
+    with pytest.raises(RequestError, match="nested 9 levels deep"):
+        parse_json(b"[" * 9 + b"]" * 9)
+    with pytest.raises(RequestError, match="NaN"):
+        parse_json(b'{"inputs": {"tensor": [NaN]}}')
+    assert columns_of({"instances": [{"b64": "a"}, {"b64": "b"}]}) == {"b64": ["a", "b"]}
+    assert columns_of({"inputs": [[[1, 2]]]}) == {"images": [[[1, 2]]]}
+    assert columns_of({"inputs": [[[1.5]]]}) == {"tensor": [[[1.5]]]}
+    assert columns_of({"instances": [{"image_bytes": {"b64": "a"}}]}) == {
+        "image_bytes": [{"b64": "a"}]
+    }
+    for bad, message in [
+        ({"instances": [{"b64": "a"}, {"images": 1}]}, "same one field"),
+        ({"instances": [{"b64": "a"}, [1]]}, "mixes objects and arrays"),
+        ({"inputs": "x"}, "'inputs' must be an object"),
+        ({"instances": {"b64": "a"}}, "'instances' must be an array"),
+    ]:
+        with pytest.raises(RequestError, match=message):
+            columns_of(bad)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import time
 
 import numpy as np
 import pytest
 
+from tests.pipelines.test_scan import png_bomb
 from tests.serving.conftest import (
     REGISTERED,
     Server,
@@ -137,6 +140,20 @@ def test_pixel_arrays_and_inputs_form(server, image_files, export_dir):
             "'images' pixel values must be integers in 0..255",
         ),
         ({"something": []}, 400, "instances"),
+        ({"inputs": {"tensor": [[[[float("nan")] * 1] * 8] * 8]}}, 400, "The JSON holds NaN"),
+        ({"inputs": {"tensor": [[[[float("inf")] * 1] * 8] * 8]}}, 400, "The JSON holds Infinity"),
+        (
+            {"inputs": {"tensor": [[[[1.0]] * 8] * 8]}},
+            400,
+            "'tensor' must have shape N x 16 x 16 x 1",
+        ),
+        ({"inputs": {"tensor": [[[[-5.0]] * 16] * 16]}}, 400, "'tensor' values must be pixels"),
+        ({"inputs": {"images": [[["a", "b"]]]}}, 400, "'images' must be a batch"),
+        ({"inputs": {"images": [[[True]]]}}, 400, "'images' must be a batch"),
+        ({"inputs": {"b64": [7]}}, 400, "b64[0] must be a base64 string"),
+        ({"inputs": {"b64": "x", "images": []}}, 400, "Unknown or extra input field(s)"),
+        ({"instances": [{"b64": "aGk="}], "params": {}}, 400, "Unknown or extra top-level"),
+        ([1, 2, 3], 400, "The JSON body must be an object"),
     ],
     ids=[
         "corrupt-png",
@@ -146,6 +163,16 @@ def test_pixel_arrays_and_inputs_form(server, image_files, export_dir):
         "wrong-field",
         "bad-pixels",
         "wrong-key",
+        "nan-tensor",
+        "inf-tensor",
+        "tensor-shape",
+        "tensor-range",
+        "string-pixels",
+        "bool-pixels",
+        "number-as-b64",
+        "two-fields",
+        "extra-top-level-key",
+        "array-body",
     ],
 )
 def test_bad_requests_get_4xx_and_the_server_stays_up(server, payload, status, message):
@@ -166,3 +193,125 @@ def test_payload_over_the_limit_gets_413(server, image_files):
     _, paths = image_files
     status, body = _invoke(server, {"instances": [{"b64": _b64(paths[0].read_bytes())}]})
     assert status == 200 and body["predictions"][0]["class_name"] in [str(i) for i in range(10)]
+
+
+def _raw(server, body, headers: dict, chunked: bool = False) -> tuple[int, dict, str | None]:
+    """One request through http.client (the client the issue saw a reset with)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        conn.request("POST", "/invocations", body=body, headers=headers, encode_chunked=chunked)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read()), response.getheader("X-Request-Id")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "message"),
+    [
+        (b'{"instances": []}', {}, 400, "The request has no Content-Type header"),
+        (b"hello", {"Content-Type": "text/plain"}, 415, "Content-Type 'text/plain'"),
+        (
+            b"[" * 1000 + b"]" * 1000,
+            {"Content-Type": "application/json"},
+            400,
+            "The JSON is nested 1000",
+        ),
+        (
+            b'{"inputs": {"tensor": [[[[1e999' + b"]" * 4 + b"}}",
+            {"Content-Type": "application/json"},
+            400,
+            "'tensor' must have shape",
+        ),
+        (
+            b'{"inputs": {"tensor": '
+            + json.dumps([[[[0.0]] * 16] * 16]).encode().replace(b"0.0", b"1e999", 1)
+            + b"}}",
+            {"Content-Type": "application/json"},
+            400,
+            "'tensor' must not hold NaN or infinite",
+        ),
+        (b'{"a": ', {"Content-Type": "application/json"}, 400, "The body is not valid JSON"),
+        (b"", {"Content-Type": "image/png"}, 400, "The request body is empty"),
+        (b"GIF89a-not-really", {"Content-Type": "image/gif"}, 400, "b64[0] is not a decodable"),
+    ],
+    ids=[
+        "no-content-type",
+        "text-plain",
+        "deep-json",
+        "short-inf",
+        "inf-literal",
+        "bad-json",
+        "empty-image",
+        "bad-gif",
+    ],
+)
+def test_protocol_errors_are_4xx_with_a_request_id(server, body, headers, status, message):
+    got, answer, request_id = _raw(server, body, headers)
+    assert got == status, answer
+    assert answer["message"].startswith(message) and len(answer["message"]) < 600
+    assert request_id and answer["request_id"] == request_id
+
+
+def test_image_body_answers_like_b64(server, image_files):
+    _, paths = image_files
+    status, body, request_id = _raw(server, paths[0].read_bytes(), {"Content-Type": "image/png"})
+    assert status == 200 and len(request_id) == 16
+    _, same = _invoke(server, {"instances": [{"b64": _b64(paths[0].read_bytes())}]})
+    assert body == same
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_over_size_body_gets_413_not_a_reset(server, chunked):
+    """http.client sends the whole body before it reads; the server drains it and answers 413."""
+    size = int(MAX_PAYLOAD_MB * 1e6) * 20
+    body = (b"x" * 100_000 for _ in range(size // 100_000)) if chunked else b"x" * size
+    headers = {"Content-Type": "application/json"}
+    if chunked:
+        headers["Transfer-Encoding"] = "chunked"
+    status, answer, _ = _raw(server, body, headers, chunked=chunked)
+    assert status == 413 and "at most 0.2 MB" in answer["message"]
+    assert get(server.url + "/ping")[0] == 200
+
+
+def _rss(pid: int) -> int:
+    """Resident memory of a process in bytes (psutil when installed, else /proc)."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_info().rss
+    except ImportError:
+        with open(f"/proc/{pid}/status") as fh:
+            line = next(x for x in fh if x.startswith("VmRSS:"))
+        return int(line.split()[1]) * 1024
+
+
+def test_png_bomb_is_refused_fast_with_small_memory_growth(server, image_files, record_property):
+    bomb = png_bomb(20000, 20000)  # 400 megapixels in about 48 KB
+    assert len(bomb) < 100_000
+    payload = {"instances": [{"b64": _b64(bomb)}]}
+    _invoke(server, {"instances": [{"b64": _b64(image_files[1][0].read_bytes())}]})  # warm
+    before = _rss(server.proc.pid)
+    start = time.perf_counter()
+    status, body = _invoke(server, payload)
+    seconds = time.perf_counter() - start
+    grown = _rss(server.proc.pid) - before
+    record_property("bomb_seconds", round(seconds, 4))
+    record_property("bomb_rss_growth_mb", round(grown / 1e6, 2))
+    assert status == 413, body
+    assert "20000x20000 = 400.0 megapixels, over the budget of 40 megapixels" in body["message"]
+    assert seconds < 1.0 and grown < 200e6
+    status, body = _invoke(server, {"instances": [{"b64": _b64(image_files[1][0].read_bytes())}]})
+    assert status == 200 and body["predictions"][0]["class_name"] in [str(i) for i in range(10)]
+
+
+def test_batches_over_the_pixel_budget_or_max_batch_get_413(server, image_files):
+    small = _b64(image_files[1][0].read_bytes())
+    status, body = _invoke(server, {"instances": [{"b64": small}] * 257})
+    assert status == 413 and body["message"].startswith("The request holds 257 images")
+    assert "--max-batch" in body["message"]
+    status, body = _invoke(server, {"instances": [{"b64": small}] * 256})
+    assert status == 200 and len(body["predictions"]) == 256
+    seven = _b64(png_bomb(2000, 3000))  # 6 MP each: seven pass one by one, not together
+    status, body = _invoke(server, {"instances": [{"b64": seven}] * 7})
+    assert status == 413 and "42.0 megapixels together (through b64[6])" in body["message"]
