@@ -28,9 +28,7 @@ def main(argv=None) -> dict:
     val_ds = pipelines.build(cfg.data, "validation", seed=cfg.experiment.seed)
 
     # The pipeline yields uint8 pixels; input_scaling puts data.normalize into the model.
-    model = models.build(
-        "simple_cnn", (16, 16, 1), 10, input_scaling=cfg.data, width=16, bn_momentum=0.9
-    )
+    model = models.build("simple_cnn", (16, 16, 1), 10, input_scaling=cfg.data, width=16)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=2e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(),

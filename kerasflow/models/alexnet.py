@@ -10,6 +10,7 @@ import keras
 from keras import layers
 
 from kerasflow.models.layers import (
+    BN_MOMENTUM,
     check_input_shape,
     check_positive,
     classifier_head,
@@ -31,7 +32,7 @@ def alexnet(
     pooling: str | None = "flatten",
     dropout: float = 0.5,
     weight_decay: float = 0.0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """AlexNet classifier or backbone; inputs need at least 63x63 pixels.
 

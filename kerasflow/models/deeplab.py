@@ -13,6 +13,7 @@ from keras import layers
 
 from kerasflow.models.features import feature_maps_by_stride
 from kerasflow.models.layers import (
+    BN_MOMENTUM,
     ResizeLike,
     check_input_shape,
     check_positive,
@@ -25,7 +26,13 @@ DEFAULT_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
 
 
 def aspp(
-    x, name: str, filters: int = 256, rates=(6, 12, 18), dropout=0.1, reg=None, bn_momentum=0.99
+    x,
+    name: str,
+    filters: int = 256,
+    rates=(6, 12, 18),
+    dropout=0.1,
+    reg=None,
+    bn_momentum=BN_MOMENTUM,
 ):
     """Atrous spatial pyramid pooling: 1x1, dilated 3x3 branches, image pooling.
 
@@ -62,7 +69,7 @@ def deeplab(
     decoder_filters: int = 256,
     dropout: float = 0.1,
     weight_decay: float = 0.0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """DeepLab v3+ segmentation model.
 

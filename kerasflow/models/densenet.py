@@ -10,6 +10,7 @@ import keras
 from keras import layers
 
 from kerasflow.models.layers import (
+    BN_MOMENTUM,
     batch_norm,
     check_input_shape,
     check_output_stride,
@@ -50,7 +51,7 @@ def densenet(
     dropout: float = 0.0,
     output_stride: int = 32,
     weight_decay: float = 0.0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """DenseNet classifier or backbone.
 

@@ -38,6 +38,7 @@ from keras import layers
 
 from kerasflow.models.features import feature_maps_by_stride
 from kerasflow.models.layers import (
+    BN_MOMENTUM,
     ResizeLike,
     check_input_shape,
     check_positive,
@@ -60,7 +61,7 @@ def centernet(
     head_filters: int = 64,
     prior: float = 0.1,
     weight_decay: float = 0.0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """CenterNet detector: backbone -> FPN top-down neck -> heatmap and box heads.
 

@@ -11,6 +11,7 @@ import keras
 from keras import layers
 
 from kerasflow.models.layers import (
+    BN_MOMENTUM,
     check_input_shape,
     check_positive,
     classifier_head,
@@ -59,7 +60,7 @@ def googlenet(
     pooling: str | None = "avg",
     dropout: float = 0.4,
     weight_decay: float = 0.0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """GoogLeNet classifier or backbone.
 

@@ -27,6 +27,17 @@ _OUTPUT_ACTIVATION: contextvars.ContextVar = contextvars.ContextVar(
 )
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 
+# Momentum of every BatchNormalization's moving mean and variance, the default of
+# each family's ``bn_momentum``. Evaluation and serving use the moving statistics;
+# with momentum m they still carry m**steps of their start. Keras' 0.99 needs ~460
+# steps to get within 1% of the data's statistics, which also move while the
+# weights train. Measured (a 32x32 class-per-folder copy of the 1,797 digits,
+# simple_cnn width 32 depth 2, 10 epochs = 200 steps of batch 64, seed 42): with
+# 0.99 (dropout 0.3) training accuracy reached 0.98 but validation stayed at 0.114
+# and test at 0.098, chance; with 0.9 test 0.940 (dropout 0.3) and 0.986 (dropout
+# 0). Long runs settle to the same statistics either way.
+BN_MOMENTUM = 0.9
+
 
 @contextlib.contextmanager
 def input_scaling(scale_offset):
@@ -136,7 +147,7 @@ class StrideSchedule:
         return stride, dilation
 
 
-def batch_norm(x, name: str, momentum: float = 0.99, epsilon: float = 1e-3):
+def batch_norm(x, name: str, momentum: float = BN_MOMENTUM, epsilon: float = 1e-3):
     """Batch normalisation over the channel axis."""
     return layers.BatchNormalization(momentum=momentum, epsilon=epsilon, name=name)(x)
 
@@ -159,7 +170,7 @@ def conv_bn_act(
     use_bias: bool = False,
     reg=None,
     bn: bool = True,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
     bn_epsilon: float = 1e-3,
     padding: str = "same",
 ):
@@ -193,7 +204,7 @@ def depthwise_bn_act(
     depth_multiplier: int = 1,
     act: str | None = "relu6",
     reg=None,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
     bn_epsilon: float = 1e-3,
 ):
     """DepthwiseConv2D (no bias), batch norm, activation."""

@@ -11,6 +11,7 @@ import keras
 from keras import layers
 
 from kerasflow.models.layers import (
+    BN_MOMENTUM,
     StrideSchedule,
     check_input_shape,
     check_output_stride,
@@ -76,7 +77,7 @@ def mobilenet_v1(
     dropout: float = 1e-3,
     output_stride: int = 32,
     weight_decay: float = 0.0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """MobileNet v1: a stem convolution and 13 depthwise-separable blocks.
 
@@ -137,7 +138,7 @@ def mobilenet_v2(
     dropout: float = 0.0,
     output_stride: int = 32,
     weight_decay: float = 0.0,
-    bn_momentum: float = 0.999,
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """MobileNetV2: inverted residual blocks with linear bottlenecks.
 

@@ -11,6 +11,7 @@ import keras
 from keras import layers
 
 from kerasflow.models.layers import (
+    BN_MOMENTUM,
     POOLINGS,
     check_input_shape,
     check_positive,
@@ -35,7 +36,7 @@ def nin(
     pooling: str | None = "avg",
     dropout: float = 0.5,
     weight_decay: float = 0.0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """Network-in-Network classifier or backbone.
 

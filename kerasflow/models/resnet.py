@@ -18,6 +18,7 @@ import keras
 from keras import layers
 
 from kerasflow.models.layers import (
+    BN_MOMENTUM,
     StrideSchedule,
     batch_norm,
     check_input_shape,
@@ -128,7 +129,7 @@ def resnet(
     dropout: float = 0.0,
     output_stride: int = 32,
     weight_decay: float = 0.0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
     bn_epsilon: float = 1.001e-5,
     stride_in_1x1: bool = False,
     use_bias: bool = True,

@@ -14,6 +14,7 @@ from keras import layers
 
 from kerasflow.models.features import feature_maps_by_stride
 from kerasflow.models.layers import (
+    BN_MOMENTUM,
     ResizeLike,
     check_input_shape,
     check_positive,
@@ -55,7 +56,7 @@ def unet(
     batch_norm: bool = True,
     dropout: float = 0.0,
     weight_decay: float = 0.0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """U-Net segmentation model.
 

@@ -10,6 +10,7 @@ import keras
 from keras import layers
 
 from kerasflow.models.layers import (
+    BN_MOMENTUM,
     check_input_shape,
     check_output_stride,
     check_positive,
@@ -42,7 +43,7 @@ def vgg(
     dropout: float = 0.5,
     output_stride: int = 32,
     weight_decay: float = 0.0,
-    bn_momentum: float = 0.99,
+    bn_momentum: float = BN_MOMENTUM,
 ):
     """VGG classifier or backbone.
 

@@ -105,7 +105,7 @@ def test_manifest_run_exports_and_serves_label_names_over_http(tmp_path):
                 "work_dir": str(tmp_path / "runs"),
             },
             "data": {"source": str(data / "labels.csv"), "image_size": [32, 32], "channels": 3},
-            "model": {"params": {"width": 16, "depth": 3, "dense_units": 64, "bn_momentum": 0.9}},
+            "model": {"params": {"width": 16, "depth": 3, "dense_units": 64}},
             "train": {"epochs": 8, "verbose": 0, "explain_images": 2},
             "tracking": {"uri": uri},
             "export": {"enabled": True},
