@@ -154,10 +154,28 @@ def read_metadata(saved_model_dir: str | os.PathLike) -> dict:
 def contract_for(cfg, model) -> dict:
     """The contract of ``model`` trained with run config ``cfg`` (class names and task extras).
 
-    With ``data.class_names`` set and nothing else to compute, the data is not read;
-    otherwise the task derives it from the config's data (e.g. multi-label
-    thresholds on the validation split). Without readable data, class ids stand in.
+    A model logged to MLflow carries its contract (``contract.json`` in its run,
+    see :func:`kerasflow.tracking.model_registry.load_contract`): a ``models:/`` or
+    ``runs:/`` URI, or a Keras model loaded from one, uses it and the data is
+    never read. Only a bare ``.keras`` file or an in-memory model has the task
+    derive it from the config's data (e.g. multi-label thresholds on the
+    validation split); without readable data, class ids stand in.
     """
+    from kerasflow.tracking import model_registry as registry
+
+    stored = registry.load_contract(model, cfg.tracking.uri)
+    if stored is not None:
+        names = cfg.data.class_names
+        if names is not None and [str(c) for c in names] != stored["class_names"]:
+            log.warning(
+                "data.class_names %s differs from the class names stored with the model %s; "
+                "using the stored ones",
+                list(names)[:10],
+                stored["class_names"][:10],
+            )
+        return stored
+    if isinstance(model, str):
+        model = registry.load_model(model, cfg.tracking.uri)
     task = tasks.get(cfg.experiment.task)
     try:
         data = task.training_data(task.prepare(cfg.data, cfg.experiment.seed), model)

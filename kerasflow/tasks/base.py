@@ -22,8 +22,10 @@ where its data needs one, and tests: see ``docs/architecture.md``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,30 @@ BYTES_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
 TENSOR_SIGNATURE = "predict_tensor"
 SIGNATURES = (BYTES_SIGNATURE, IMAGES_SIGNATURE, TENSOR_SIGNATURE)
+
+# How far above chance a headline score must be for the model to be crowned
+# champion (absolute: top-1 within 2 points of the majority-class rate is chance).
+CHANCE_MARGIN = 0.02
+
+
+@dataclass(frozen=True)
+class ChanceCheck:
+    """Whether a report's headline score is clearly above what a model that ignores its input gets.
+
+    Attributes:
+        passed: ``score > chance + margin`` (True when the chance level is unknown).
+        metric: the report key judged (the task's headline, e.g. ``accuracy``).
+        score: the model's value of ``metric``.
+        chance: the best value a constant prediction reaches on the same split.
+        reason: why it did not pass (empty when it did).
+    """
+
+    passed: bool
+    metric: str
+    score: float | None
+    chance: float | None
+    margin: float = CHANCE_MARGIN
+    reason: str = ""
 
 
 def metric_mode(name: str, mode: str = "auto") -> str:
@@ -229,6 +255,45 @@ class Task:
     def html_section(self, report: dict) -> str:
         """The report's tables as an HTML fragment (figures are added by the page)."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------ the champion gate
+    @property
+    def headline(self) -> str:
+        """The report key of the task's headline score (its ``auto`` champion, unprefixed)."""
+        return self.champion.removeprefix("test_")
+
+    def chance_level(self, report: dict) -> float | None:
+        """The :attr:`headline` score that the best constant prediction reaches on the report's split.
+
+        None when the task cannot tell (then :meth:`beats_chance` passes).
+        """
+        return None
+
+    def beats_chance(self, report: dict, margin: float = CHANCE_MARGIN) -> ChanceCheck:
+        """Whether the report's headline score is more than ``margin`` above :meth:`chance_level`.
+
+        A model that does not pass is registered but never aliased champion.
+
+        Example:
+            >>> check = tasks.get("classification").beats_chance(report)
+            >>> check.passed, check.reason
+            (False, 'test accuracy 0.100 is not above the chance level 0.101 (+0.02) ...')
+        """
+        metric = self.headline
+        chance = self.chance_level(report)
+        score = report.get(metric)
+        if chance is None or score is None:
+            return ChanceCheck(True, metric, score, chance, margin)
+        score = float(score)
+        if not math.isnan(score) and score > chance + margin:
+            return ChanceCheck(True, metric, score, chance, margin)
+        split = report.get("split", "test")
+        reason = (
+            f"{split} {metric} {score:.3f} is not above the chance level {chance:.3f} "
+            f"(+{margin:g}) that a constant prediction reaches on the same split: "
+            "the model has not learned from its input"
+        )
+        return ChanceCheck(False, metric, score, chance, margin, reason)
 
     # ------------------------------------------------------------ serving
     def serving_functions(self, model, data_config, contract: dict) -> dict:

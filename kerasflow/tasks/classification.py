@@ -210,6 +210,12 @@ class ClassificationTask(Task):
     def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
         return {f"{prefix}{k}": report[k] for k in SCALAR_KEYS if report.get(k) is not None}
 
+    def chance_level(self, report: dict) -> float | None:
+        """The majority class's share of the split (always predicting it scores that accuracy)."""
+        supports = [v["support"] for v in report.get("per_class", {}).values()]
+        total = sum(supports)
+        return max(supports) / total if total else None
+
     def html_section(self, report: dict) -> str:
         rows = [
             [n, v["precision"], v["recall"], v["f1"], v.get("roc_auc"), v.get("average_precision"),

@@ -105,6 +105,23 @@ class MultilabelTask(Task):
     def html_section(self, report: dict) -> str:
         return mlr.html_section(report)
 
+    def chance_level(self, report: dict) -> float | None:
+        """The best micro F1 of predicting one fixed set of labels for every image.
+
+        For a fixed set size the most frequent labels are best, so it is the
+        maximum over the ``k`` most frequent labels, k = 1..K.
+        """
+        n = report.get("num_examples", 0)
+        supports = sorted(
+            (v["support"] for v in report.get("per_label", {}).values()), reverse=True
+        )
+        positives = sum(supports)
+        if not n or not positives:
+            return None
+        hits = np.cumsum(supports)
+        predicted = n * np.arange(1, len(supports) + 1)
+        return float((2 * hits / (predicted + positives)).max())
+
     def serving_functions(self, model, data_config, contract: dict) -> dict:
         import tensorflow as tf
 

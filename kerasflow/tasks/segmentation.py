@@ -130,6 +130,17 @@ class SegmentationTask(Task):
                 out[f"{prefix}iou_{safe_metric_name(name)}"] = values["iou"]
         return out
 
+    def chance_level(self, report: dict) -> float | None:
+        """The mean IoU of labelling every pixel with the most frequent class.
+
+        That class's IoU is its pixel share; every other class present scores 0
+        and absent classes do not count (as in :func:`segmentation_report`).
+        """
+        pixels = [v["pixels"] for v in report.get("per_class", {}).values()]
+        present = sum(1 for p in pixels if p > 0)
+        total = sum(pixels)
+        return max(pixels) / total / present if total else None
+
     def html_section(self, report: dict) -> str:
         rows = [[n, v["iou"], v["dice"], v["pixels"]] for n, v in report["per_class"].items()]
         return "\n".join(

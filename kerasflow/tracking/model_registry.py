@@ -1,12 +1,17 @@
 """The MLflow model registry: register a run's model, keep the ``champion`` alias honest, load models.
 
 MODEL arguments accept ``models:/NAME@alias``, ``models:/NAME/VERSION``,
-``runs:/RUN_ID/model`` or a path to a ``.keras`` file.
+``runs:/RUN_ID/model`` or a path to a ``.keras`` file. A logged model carries
+its contract (task, class names, task extras such as multi-label thresholds)
+as ``contract.json`` in its run: :func:`load_contract` reads it, so loading a
+model never needs its training data.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +25,14 @@ from kerasflow.tracking.store import resolve_tracking_uri
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+CONTRACT_FILE = "contract.json"
+# Tags of a registered version: where its contract is, and why it is not champion.
+CONTRACT_TAG = "kerasflow.contract_uri"
+NOT_CHAMPION_TAG = "kerasflow.not_champion"
+
+# Keras models returned by load_model -> (MODEL argument, tracking URI), so that
+# code holding only the Keras object can still find the contract stored with it.
+_LOADED_FROM: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -33,6 +46,7 @@ class RegisteredVersion:
     value: float | None
     previous_champion: str | None = None
     previous_value: float | None = None
+    not_champion_reason: str | None = None
 
 
 def _beats(new: float | None, old: float | None, mode: str) -> bool:
@@ -61,30 +75,44 @@ def register(
     mode: str = "max",
     uri: str | None = None,
     tags: dict[str, str] | None = None,
+    gate=None,
 ) -> RegisteredVersion:
     """Register ``model_uri`` as a new version of ``name``; alias it ``champion`` only if it wins.
 
-    The new version wins when its run's ``metric`` is strictly better (by
-    ``mode``) than the current champion's run's value, or when there is no
-    champion yet.
+    The new version wins when it passes ``gate`` and its run's ``metric`` is
+    strictly better (by ``mode``) than the current champion's run's value, or
+    when there is no champion yet.
+
+    Args:
+        gate: the sanity check before crowning
+            (:class:`~kerasflow.tasks.base.ChanceCheck`: ``passed`` and ``reason``).
+            A version that fails it is registered, never aliased: it is tagged
+            ``kerasflow.not_champion`` with the reason and a warning is logged.
     """
     uri = resolve_tracking_uri(uri)
     client = MlflowClient(uri)
     old_version, old_value = champion_value(client, name, metric)
+    blocked = None if gate is None or gate.passed else gate.reason
+    version_tags = dict(tags or {})
+    if blocked:
+        version_tags[NOT_CHAMPION_TAG] = blocked
     mlflow.set_tracking_uri(uri)
-    mv = mlflow.register_model(model_uri, name, tags=tags)
+    mv = mlflow.register_model(model_uri, name, tags=version_tags or None)
     value = client.get_run(run_id).data.metrics.get(metric)
-    wins = _beats(value, old_value, mode)
+    wins = blocked is None and _beats(value, old_value, mode)
     if wins:
         client.set_registered_model_alias(name, CHAMPION, mv.version)
-    log.info(
-        "registered %s version %s (%s=%s); champion: %s",
-        name,
-        mv.version,
-        metric,
-        value,
-        "yes" if wins else f"no, stays {old_version}",
-    )
+    if blocked:
+        log.warning("registered %s version %s but NOT as champion: %s", name, mv.version, blocked)
+    else:
+        log.info(
+            "registered %s version %s (%s=%s); champion: %s",
+            name,
+            mv.version,
+            metric,
+            value,
+            "yes" if wins else f"no, stays {old_version}",
+        )
     return RegisteredVersion(
         name=name,
         version=str(mv.version),
@@ -93,6 +121,7 @@ def register(
         value=value,
         previous_champion=old_version,
         previous_value=old_value,
+        not_champion_reason=blocked,
     )
 
 
@@ -142,11 +171,14 @@ def load_model(model: str, uri: str | None = None):
 
     import_custom_objects()
     if model.startswith(("models:/", "runs:/")):
-        mlflow.set_tracking_uri(resolve_tracking_uri(uri))
+        uri = resolve_tracking_uri(uri)
+        mlflow.set_tracking_uri(uri)
         try:
-            return mlflow.keras.load_model(model)
+            loaded = mlflow.keras.load_model(model)
         except MlflowException as exc:
             raise TrackingError(f"Cannot load model {model!r}: {exc.message}") from exc
+        _LOADED_FROM[loaded] = (model, uri)
+        return loaded
     path = Path(model)
     if path.suffix != ".keras":
         raise ModelError(
@@ -159,6 +191,59 @@ def load_model(model: str, uri: str | None = None):
         return keras.saving.load_model(path, safe_mode=True)
     except (ValueError, TypeError, OSError) as exc:
         raise ModelError(f"Cannot load {path} safely: {exc}") from exc
+
+
+def loaded_from(model) -> tuple[str, str] | None:
+    """``(MODEL argument, tracking URI)`` of a Keras model that :func:`load_model` loaded from MLflow."""
+    try:
+        return _LOADED_FROM.get(model)
+    except TypeError:  # not weak-referenceable: not one of ours
+        return None
+
+
+def load_contract(model, uri: str | None = None) -> dict | None:
+    """The contract stored with an MLflow model, or None where there is none.
+
+    Args:
+        model: ``models:/...`` or ``runs:/...`` URI, or a Keras model that
+            :func:`load_model` loaded from one. A ``.keras`` path (or any other
+            model) has no stored contract: None.
+        uri: tracking store (ignored for a loaded model, which remembers its own).
+
+    Raises:
+        TrackingError: the model's run cannot be found, or its ``contract.json``
+            is not a JSON object with ``task`` and ``class_names``.
+    """
+    if not isinstance(model, str):
+        source = loaded_from(model)
+        if source is None:
+            return None
+        model, uri = source
+    if not model.startswith(("models:/", "runs:/")):
+        return None
+    run_id = run_id_of(model, uri)
+    if run_id is None:
+        return None
+    mlflow.set_tracking_uri(resolve_tracking_uri(uri))
+    where = f"runs:/{run_id}/{CONTRACT_FILE}"
+    try:
+        text = mlflow.artifacts.load_text(where)
+    except MlflowException:
+        log.info("%s has no stored contract (%s); it predates contracts", model, where)
+        return None
+    try:
+        contract = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TrackingError(
+            f"The contract {where} of {model} is not valid JSON ({exc}). Re-run its training "
+            "or pass --config with data.source to rebuild it."
+        ) from exc
+    if not isinstance(contract, dict) or not {"task", "class_names"} <= set(contract):
+        raise TrackingError(
+            f"The contract {where} of {model} must be an object with 'task' and "
+            f"'class_names'. Received: {text[:200]!r}"
+        )
+    return contract
 
 
 def run_config_text(model: str, uri: str | None = None) -> str | None:

@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+from kerasflow.errors import DataError
 from kerasflow.tasks import report_html
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,19 @@ def add_run_explanations(
     return written
 
 
+def _prepare_to_evaluate(model: str, cfg, task):
+    """The config's data for evaluation, with an error that says evaluation needs it."""
+    try:
+        return task.prepare(cfg.data, cfg.experiment.seed)
+    except DataError as exc:
+        raise DataError(
+            f"Evaluating {model} reads the {task.name} data to score it on, and data.source "
+            f"{cfg.data.source!r} cannot be read: {exc} (The model's class names travel with "
+            "it; its evaluation data does not.) Point data.source at the data: --set "
+            "data.source=<folder or manifest>, or pass --config."
+        ) from exc
+
+
 def evaluate_model(
     model: str,
     config=None,
@@ -122,7 +136,13 @@ def evaluate_model(
             ``evaluation/<split>/``.
 
     Like a training run's report, it includes ``train.explain_images`` explanation
-    overlays (classification).
+    overlays (classification). An MLflow model is scored with the contract
+    stored with it (class names, thresholds); only a bare ``.keras`` file has its
+    contract derived from the data again.
+
+    Raises:
+        DataError: ``data.source`` cannot be read (the message says how to point
+            it elsewhere), or its classes are not the model's.
 
     Returns:
         (report, out_dir); the HTML page is ``out_dir / f"report_{split}.html"``.
@@ -131,11 +151,22 @@ def evaluate_model(
     from kerasflow.tracking import model_registry as registry
 
     cfg = registry.config_for_model(model, config, overrides)
-    task = tasks.get(cfg.experiment.task)
     keras_model = registry.load_model(model, cfg.tracking.uri)
     run_id = registry.run_id_of(model, cfg.tracking.uri)
-    data = task.training_data(task.prepare(cfg.data, cfg.experiment.seed), keras_model)
-    contract = task.contract(keras_model, data)
+    stored = registry.load_contract(model, cfg.tracking.uri)
+    task = tasks.get(stored["task"] if stored else cfg.experiment.task)
+    data = task.training_data(_prepare_to_evaluate(model, cfg, task), keras_model)
+    if stored is None:  # a bare .keras file (or a run that predates contracts)
+        contract = task.contract(keras_model, data)
+    else:
+        contract = stored
+        if [str(c) for c in data.class_names] != contract["class_names"]:
+            raise DataError(
+                f"data.source {cfg.data.source!r} has classes {list(data.class_names)[:20]} but "
+                f"{model} was trained on {contract['class_names'][:20]}; its predictions would be "
+                "scored against the wrong labels. Evaluate on data with the model's classes "
+                "(set data.class_names to them, or --set data.source=<folder or manifest>)."
+            )
     out = Path(out_dir) if out_dir else Path("evaluation") / split
     report = evaluate_split(keras_model, data, split, task, contract, out_dir=out, run_id=run_id)
     report["model"] = model

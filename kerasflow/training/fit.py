@@ -385,9 +385,13 @@ def finish_run(
 
     Takes the trained model's contract from the task, evaluates the test split
     through the task (report, figures, HTML page, explanations), logs the test
-    metrics and every file in ``out``, logs and registers the model (the
-    champion alias moves only when it wins), and exports it when the config
-    has an ``export:`` section.
+    metrics, the contract (``contract.json``, read back by export, serve and
+    evaluate) and every file in ``out``, logs and registers the model, and
+    exports it when the config has an ``export:`` section. The champion alias
+    moves only when the model beats the champion and its test score is clearly
+    above chance (:meth:`~kerasflow.tasks.base.Task.beats_chance`); a model at
+    chance is registered, tagged ``kerasflow.not_champion`` with the reason, and
+    a warning is logged.
 
     Args:
         data: the task's training data (what ``fit`` read).
@@ -409,6 +413,12 @@ def finish_run(
     evaluation.add_run_explanations(model, data, report, out, task, cfg.train, tracker.run_id)
     test_metrics = task.scalar_metrics(report)
     tracker.log_metrics(test_metrics)
+    # The model carries its contract: export, serve and evaluate read it from the run.
+    tracker.log_dict(contract, model_registry.CONTRACT_FILE)
+    chance = task.beats_chance(report)
+    if not chance.passed:
+        log.warning("this model is not better than chance: %s", chance.reason)
+        tracker.set_tags({model_registry.NOT_CHAMPION_TAG: chance.reason})
     artifacts = sorted(p.name for p in out.iterdir())
     for path in sorted(out.iterdir()):
         tracker.log_artifact(path)
@@ -429,7 +439,13 @@ def finish_run(
                 metric=metric,
                 mode=mode,
                 uri=tracker.uri,
-                tags=register_tags,
+                tags={
+                    **(register_tags or {}),
+                    model_registry.CONTRACT_TAG: (
+                        f"runs:/{tracker.run_id}/{model_registry.CONTRACT_FILE}"
+                    ),
+                },
+                gate=chance,
             )
             tracker.set_tags({"kerasflow.registered_version": registered.version})
     export_after_training(cfg, model, contract, tracker, registered, work or out.parent)

@@ -47,6 +47,24 @@ MANIFEST_MULTI_HOT_HINT = (
 )
 
 
+def check_two_classes(labels: np.ndarray, names: list[str], where: str) -> None:
+    """Raise unless the usable images of a ``class`` source cover at least two classes.
+
+    A classifier of one class learns nothing (it scores accuracy 1.0 whatever
+    it sees), so such data is refused before anything trains.
+    """
+    present = sorted({int(i) for i in labels})
+    if len(present) >= 2:
+        return
+    found = [names[i] for i in present]
+    raise DataError(
+        f"{where} has images of {len(present)} class{'' if len(present) == 1 else 'es'} "
+        f"({found}); classification needs at least two. Add a folder (or manifest rows) of "
+        f"images for every other class. Received: {len(labels)} usable images, "
+        f"class names {names[:10]}"
+    )
+
+
 def _subdirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -109,6 +127,7 @@ def load_folder_source(folder: str, data_config, target: str | None = None) -> S
     paths = [p for p, k in zip(paths, keep, strict=True) if k]
     labels = np.array([lab for lab, k in zip(labels, keep, strict=True) if k], np.int64)
     parts = [p for p, k in zip(parts, keep, strict=True) if k]
+    check_two_classes(labels, names, f"{where}")
     return SourceData(
         name=folder, kind="files", keys=[relative_key(p, root) for p in paths], labels=labels,
         class_names=names, paths=[str(p) for p in paths], skipped=skipped,
@@ -258,6 +277,8 @@ def load_manifest_source(manifest: str, data_config, target: str | None = None) 
     files = [p for p, k in zip(files, keep, strict=True) if k]
     ids = [i for i, k in zip(ids, keep, strict=True) if k]
     labels = multi_hot(ids, len(names)) if multi else np.array([i[0] for i in ids], np.int64)
+    if not multi:
+        check_two_classes(labels, names, f"Manifest {path}")
     keys = [relative_key(p, root) if root in p.parents else str(p) for p in files]
     return SourceData(
         name=manifest, kind="files", keys=keys, labels=labels, class_names=names,

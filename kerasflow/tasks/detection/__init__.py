@@ -132,6 +132,10 @@ class DetectionTask(Task):
         out = scalar_metrics(report, prefix)
         return {**out, f"{prefix}loss": report["loss"]} if "loss" in report else out
 
+    def chance_level(self, report: dict) -> float | None:
+        """0: a detector that finds no boxes has an mAP@0.5 of 0."""
+        return 0.0
+
     def html_section(self, report: dict) -> str:
         rows = [
             [n, v["ap50"], v["ap75"], v["ap"], v["num_gt"], v["num_detections"]]

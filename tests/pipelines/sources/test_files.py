@@ -218,3 +218,25 @@ def test_segmentation_palette_mask_rejected(tmp_path):
     Image.fromarray(np.zeros((16, 16), np.uint8)).convert("P").save(root / "masks" / "s0.png")
     with pytest.raises(DataError, match=r"s0\.png is a PNG of mode 'P'"):
         load_source(data_config(source=str(root)))
+
+
+def test_one_class_folder_is_refused(tmp_path):
+    for i in range(3):
+        save(gradient_image(8, 8, i), tmp_path / "only" / "cat" / f"{i}.png")
+    with pytest.raises(DataError) as err:
+        load_source(data_config(source=str(tmp_path / "only")))
+    message = str(err.value)
+    assert str(tmp_path / "only") in message and "['cat']" in message
+    assert "at least two" in message and "3 usable images" in message
+
+
+def test_one_class_manifest_is_refused_even_with_two_class_names(tmp_path):
+    for i in range(3):
+        save(gradient_image(8, 8, i), tmp_path / "imgs" / f"{i}.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label\n" + "".join(f"imgs/{i}.png,dog\n" for i in range(3)))
+    with pytest.raises(DataError, match=r"Manifest .*m\.csv has images of 1 class \(\['dog'\]\)"):
+        load_source(data_config(source=str(manifest), class_names=["cat", "dog"]))
+    # A multi-label manifest with one label is a yes/no question, which is fine.
+    manifest.write_text("path,labels\n" + "".join(f"imgs/{i}.png,dog\n" for i in range(3)))
+    assert load_source(data_config(source=str(manifest))).class_names == ["dog"]
