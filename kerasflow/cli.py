@@ -84,11 +84,14 @@ def _echo_metrics(metrics: dict[str, float]) -> None:
 
 
 def _echo_registered(reg) -> None:
-    status = (
-        "champion"
-        if reg.champion
-        else f"not champion (champion stays version {reg.previous_champion})"
-    )
+    if reg.champion:
+        status = "champion"
+    elif reg.not_champion_reason:
+        status = f"NOT champion: {reg.not_champion_reason}"
+    elif reg.previous_champion:
+        status = f"not champion (champion stays version {reg.previous_champion})"
+    else:
+        status = "not champion"
     click.echo(f"Registered model:  models:/{reg.name}/{reg.version} ({status})")
 
 

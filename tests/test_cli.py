@@ -140,3 +140,20 @@ def _metadata_epoch_from_output(text):
         if line.startswith("Resumed from epoch"):
             return int(line.split()[-1].rstrip("."))
     raise AssertionError(f"no 'Resumed from epoch' line in:\n{text[-2000:]}")
+
+
+def test_registration_line_says_why_a_model_is_not_champion(capsys):
+    from kerasflow.cli import _echo_registered
+    from kerasflow.tracking.model_registry import RegisteredVersion
+
+    reason = "test_accuracy 0.10 is at chance (0.11)"
+    blocked = RegisteredVersion(
+        "digits-cnn", "3", False, "test_accuracy", 0.1, not_champion_reason=reason
+    )
+    _echo_registered(blocked)
+    _echo_registered(RegisteredVersion("digits-cnn", "4", False, "test_accuracy", 0.9, "2"))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "Registered model:  models:/digits-cnn/3 (NOT champion: test_accuracy 0.10 is at chance (0.11))",
+        "Registered model:  models:/digits-cnn/4 (not champion (champion stays version 2))",
+    ]
