@@ -44,8 +44,9 @@ def test_preview_writes_grid_with_masks(tmp_path, seg_folder):
 def test_check_exit_codes(tmp_path, class_folder):
     ok = _run("check", "--set", f"data.source={class_folder}", "--set", "data.channels=3")
     assert ok.exit_code == 0 and "OK" in ok.output and "cat: 4" in ok.output
-    (tmp_path / "a").mkdir()
-    Image.new("RGB", (4, 4)).save(tmp_path / "a" / "good.png")
+    for name in ("a", "b"):  # two classes: a one-class folder is refused for that alone
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (4, 4)).save(tmp_path / name / "good.png")
     (tmp_path / "a" / "bad.jpg").write_bytes(b"")
     bad = _run("check", "--set", f"data.source={tmp_path}")
     assert bad.exit_code == 1 and f"{tmp_path / 'a' / 'bad.jpg'}: empty file" in bad.output

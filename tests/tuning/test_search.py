@@ -118,8 +118,16 @@ def test_one_version_registered_with_best_epoch_weights(grid, tune_uri):
     versions = client.search_model_versions("name = 'grid-model'")
     assert len(versions) == 1
     assert versions[0].run_id == result.parent_run_id
-    assert result.registered.version == "1" and result.registered.champion
-    assert str(client.get_model_version_by_alias("grid-model", "champion").version) == "1"
+    assert result.registered.version == "1"
+    # The champion alias also needs a test score above chance (tasks' beats_chance): this
+    # tiny grid may not get there, and then the version says why instead.
+    reason = result.registered.not_champion_reason
+    assert result.registered.champion == (reason is None)
+    if reason is None:
+        assert str(client.get_model_version_by_alias("grid-model", "champion").version) == "1"
+    else:
+        assert "chance" in reason
+        assert client.get_model_version("grid-model", "1").tags["kerasflow.not_champion"]
 
     # The registered weights are the best trial's best epoch: on the validation split they
     # score exactly the objective that its checkpoint recorded.
@@ -245,7 +253,7 @@ def test_a_bad_task_choice_stops_before_any_trial(tune_root, tune_uri):
     data["train"] = {**data.get("train", {}), "checkpoint": {"monitor": "val_mean_iou"}}
     with pytest.raises(ConfigError, match="val_mean_iou.*classification.*val_accuracy"):
         tune(build_config(data))
-    assert not any(tune_root.rglob("oracle.json"))  # no search state was written
+    assert not (tune_root / "tuning" / "badmonitor").exists()  # no search state was written
 
 
 def test_no_tune_section_is_a_clear_error(tune_root, tune_uri):
