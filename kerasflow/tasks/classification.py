@@ -148,12 +148,8 @@ def most_confident_mistakes(y_true, probabilities, count: int = WRONG_GRID_SIZE)
 def write_figures(report: dict, y_true, probs, data, split: str, out: Path) -> list[Path]:
     """The report's PNG figures; returns their paths in report order."""
     names = report["class_names"]
-    cm = report["confusion_matrix"]
     written = [
-        plots.confusion_matrix_png(cm, names, out / f"confusion_matrix_{split}.png"),
-        plots.confusion_matrix_png(
-            cm, names, out / f"confusion_matrix_{split}_normalized.png", normalize=True
-        ),
+        *plots.confusion_matrices_png(report["confusion_matrix"], names, out, split),
         plots.roc_curves_png(y_true, probs, names, out / f"roc_curves_{split}.png"),
         plots.pr_curves_png(y_true, probs, names, out / f"pr_curves_{split}.png"),
         plots.reliability_png(report["calibration"], out / f"reliability_{split}.png"),

@@ -47,6 +47,17 @@ def confusion_matrix_png(
     return Path(path)
 
 
+def confusion_matrices_png(cm, class_names, out, split: str) -> list[Path]:
+    """``confusion_matrix_<split>.png`` (counts) and ``..._normalized.png`` (by true class)."""
+    out = Path(out)
+    return [
+        confusion_matrix_png(cm, class_names, out / f"confusion_matrix_{split}.png"),
+        confusion_matrix_png(
+            cm, class_names, out / f"confusion_matrix_{split}_normalized.png", normalize=True
+        ),
+    ]
+
+
 def training_curves_png(history: dict[str, dict[int, float]], path) -> Path:
     """Loss and each metric per epoch, train against validation.
 

@@ -75,13 +75,7 @@ def _nan_to_none(value: float) -> float | None:
 def write_figures(report: dict, y_true, probs, data, split: str, out: Path) -> list[Path]:
     """The confusion matrices and a grid of image / true mask / predicted mask."""
     names = report["class_names"]
-    cm = report["confusion_matrix"]
-    written = [
-        plots.confusion_matrix_png(cm, names, out / f"confusion_matrix_{split}.png"),
-        plots.confusion_matrix_png(
-            cm, names, out / f"confusion_matrix_{split}_normalized.png", normalize=True
-        ),
-    ]
+    written = plots.confusion_matrices_png(report["confusion_matrix"], names, out, split)
     n = min(GRID_SIZE, len(y_true))
     if n:
         images = display_images(take_examples(data, split, range(n)))
