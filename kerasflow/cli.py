@@ -18,7 +18,7 @@ import click
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import kerasflow  # noqa: E402
-from kerasflow.errors import KerasflowError  # noqa: E402
+from kerasflow.errors import KerasflowError, Terminated  # noqa: E402
 
 log = logging.getLogger("kerasflow")
 
@@ -37,6 +37,9 @@ class _Group(click.Group):
                 traceback.print_exc()
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except Terminated:
+            click.echo("Terminated (SIGTERM); run the same command again to resume.", err=True)
+            ctx.exit(143)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             ctx.exit(130)
@@ -108,12 +111,21 @@ def _echo_registered(reg) -> None:
 @click.option(
     "--worker-index", type=int, default=None, help="This process's position in --workers."
 )
-def train(config, overrides, workers, worker_index):
-    """Train, evaluate, track and register a model (CONFIG defaults to the packaged digits config)."""
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Discard this config's unfinished run (its resume backup and state) and train "
+    "from the first epoch in a new MLflow run.",
+)
+def train(config, overrides, workers, worker_index, restart):
+    """Train, evaluate, track and register a model (CONFIG defaults to the packaged digits config).
+
+    Re-running the same config after Ctrl-C, SIGTERM or a crash continues the same MLflow run.
+    """
     cfg = kerasflow.load_config(config, list(overrides))
     if workers is not None or worker_index is not None:
         cfg = _join_cluster(config, list(overrides), cfg, workers, worker_index)
-    result = kerasflow.train(cfg)
+    result = kerasflow.train(cfg, restart=restart)
     if not result.test_metrics and not result.run_id and cfg.train.strategy == "multi_worker":
         click.echo("Training finished on this worker; the chief evaluates, logs and registers.")
         return
@@ -127,8 +139,26 @@ def train(config, overrides, workers, worker_index):
     if result.registered:
         _echo_registered(result.registered)
     click.echo(
-        f"Open the MLflow UI: kerasflow ui{'' if not cfg.tracking.uri else ' --uri ' + cfg.tracking.uri}"
+        f"Open the MLflow UI: {_self_command()} ui"
+        f"{'' if not cfg.tracking.uri else ' --uri ' + cfg.tracking.uri}"
     )
+
+
+def _self_command() -> str:
+    """How to run this kerasflow again from the same shell: ``kerasflow`` only when on PATH."""
+    import shutil
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "kerasflow"
+    on_path = shutil.which("kerasflow")
+    if script.is_file() and (on_path is None or Path(on_path).resolve() != script.resolve()):
+        try:
+            return str(script.relative_to(Path.cwd()))
+        except ValueError:
+            return str(script)
+    if on_path:
+        return "kerasflow"
+    return f"{sys.executable} -m kerasflow"
 
 
 def _join_cluster(config, overrides, cfg, workers, worker_index):

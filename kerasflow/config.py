@@ -17,6 +17,7 @@ import copy
 import difflib
 import hashlib
 import json
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -28,6 +29,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kerasflow.errors import ConfigError
 
 DEFAULT_CONFIG = "digits.yaml"
+
+log = logging.getLogger(__name__)
+
+
+def plain_name(value: str | None) -> str | None:
+    """A name that becomes a folder or file name: no path separator, no ``..``, not empty."""
+    if value is None:
+        return value
+    if not value.strip() or any(c in value for c in "/\\\0") or ".." in value or value == ".":
+        raise ValueError(
+            "it becomes a folder name (under runs/ and mlruns/artifacts/), so it must be a "
+            "plain name: not empty, no '/', '\\' or '..'"
+        )
+    return value
 
 
 class Section(BaseModel):
@@ -53,6 +68,11 @@ class ExperimentConfig(Section):
         default="runs", description="Checkpoints and resume state live under work_dir/<name>/."
     )
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value):
+        return plain_name(value)
 
 
 # ---------------------------------------------------------------------- data
@@ -475,6 +495,11 @@ class TrackingConfig(Section):
     )
     log_model: bool = True
 
+    @field_validator("experiment", "run_name", "registered_model")
+    @classmethod
+    def _plain_names(cls, value):
+        return plain_name(value)
+
 
 # -------------------------------------------------------------------- export
 class ExportConfig(Section):
@@ -581,11 +606,7 @@ class TuneConfig(Section):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value):
-        if value is not None and (
-            not value or "/" in value or "\\" in value or value in (".", "..")
-        ):
-            raise ValueError(f"tune.name must be a plain folder name. Received: {value!r}")
-        return value
+        return plain_name(value)
 
     @property
     def search_name(self) -> str:
@@ -609,6 +630,24 @@ class RunConfig(Section):
     @model_validator(mode="after")
     def _task_model_and_source_agree(self):
         check_task_agreement(self.experiment.task, self.model.name, self.data.source)
+        return self
+
+    @model_validator(mode="after")
+    def _warmup_fits(self):
+        # `--set train.epochs=1` must work on any config: a warmup as long as the run
+        # (compile.schedule.warmup_epochs >= train.epochs) shrinks to half the run.
+        sched, epochs = self.compile.schedule, self.train.epochs
+        if sched.name != "constant" and sched.warmup_epochs >= epochs:
+            shrunk = epochs / 2
+            log.warning(
+                "compile.schedule.warmup_epochs %s does not fit in train.epochs %d; "
+                "warming up for %s epochs instead",
+                sched.warmup_epochs,
+                epochs,
+                shrunk,
+            )
+            schedule = sched.model_copy(update={"warmup_epochs": shrunk})
+            self.compile = self.compile.model_copy(update={"schedule": schedule})
         return self
 
     # ---- derived values, used across the package

@@ -38,3 +38,11 @@ class WorkerLostError(KerasflowError):
     """A worker of a multi-worker job stopped answering; restart every worker to resume."""
 
     exit_code = 1
+
+
+class BusyError(KerasflowError):
+    """Another live process holds what this one needs (a run's work folder); nothing was changed."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process got SIGTERM (``docker stop``, Kubernetes, Slurm); handled exactly like Ctrl-C."""

@@ -20,7 +20,9 @@ from typing import Any
 import keras
 import mlflow
 from mlflow.entities import Metric, Param, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from kerasflow.errors import TrackingError
 from kerasflow.tracking.store import artifact_root_for, resolve_tracking_uri
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 _BATCH = 100  # MLflow accepts at most 100 params per log_batch call
+ERROR_TAG = "kerasflow.error"
 
 
 def flatten_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -42,6 +45,22 @@ def flatten_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
             text = value if isinstance(value, str) else json.dumps(value)
             out[name] = text[:MAX_PARAM_LENGTH]
     return out
+
+
+# What a full disk, a read-only folder or a read-only database raises while a run is written.
+STORE_ERRORS = (OSError, MlflowException, SQLAlchemyError)
+
+
+def store_error(exc: BaseException, uri: str | None, doing: str) -> TrackingError:
+    """One line for a failed write to the store: what was being done, where, and what to do."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if isinstance(exc, OSError) and exc.filename:
+        first = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    return TrackingError(
+        f"{doing} failed writing to the MLflow store {uri}: {first}. Free disk space or make "
+        "the store writable, then run the same command again: it continues this run, and "
+        "the steps already done are not repeated."
+    )
 
 
 def _ensure_experiment(client: MlflowClient, name: str, uri: str) -> str:
@@ -184,6 +203,18 @@ class RunTracker:
             mlflow.end_run(status)
         else:
             self.client.set_terminated(self.run_id, status)
+
+    def end_quietly(self, status: str, error: str | None = None) -> None:
+        """End the run after a failure; a store that cannot take it (full, read-only) is logged.
+
+        ``error`` (one line) is kept as the run's ``kerasflow.error`` tag.
+        """
+        try:
+            if error:
+                self.set_tags({ERROR_TAG: error[:4000]})
+            self.end(status)
+        except STORE_ERRORS as exc:
+            log.warning("could not mark MLflow run %s %s: %s", self.run_id, status, exc)
 
 
 def _version(package: str) -> str:

@@ -4,18 +4,29 @@ Resuming: every run keeps its state under ``experiment.work_dir/<name>/<fingerpr
 (the fingerprint hashes everything that decides what is trained). Keras'
 ``BackupAndRestore`` saves weights, optimizer state and the epoch after each
 epoch; a ``state.json`` remembers the MLflow run. Re-running the same config
-after a crash or a kill continues from the last finished epoch in the same
-MLflow run. Callback order matters: metrics are logged to MLflow and the best
-checkpoint is written *before* the backup marks the epoch finished, so a kill
-between the two re-runs that epoch without logging it twice.
+after a crash or a kill (Ctrl-C, SIGTERM, SIGKILL) continues from the last
+finished epoch in the same MLflow run. Callback order matters: metrics are
+logged to MLflow and the best checkpoint is written *before* the backup marks
+the epoch finished, so a kill between the two re-runs that epoch without
+logging it twice.
+
+The lifecycle of one run (see ``docs/run_lifecycle.md``): the work folder is
+locked (``run_lock``), the backup checked (``backup``), the MLflow run started
+or resumed; after ``fit`` the trained weights are saved and ``state.json``
+says so (a re-run then goes straight to finishing); each finishing step that
+writes to MLflow (test metrics, the logged model, the registration) is recorded
+there when done, so a re-run after a failure while finishing repeats none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +42,8 @@ from kerasflow.tasks import plots
 from kerasflow.tasks.base import metric_mode
 from kerasflow.tracking import MlflowCallback, RunTracker, model_registry, start_tracker
 from kerasflow.tracking import runs as mlflow_runs
-from kerasflow.training import custom_loop, distribute
+from kerasflow.tracking.tracker import STORE_ERRORS, store_error
+from kerasflow.training import backup, custom_loop, distribute, run_lock, signals
 from kerasflow.training import evaluate as evaluation
 from kerasflow.training.compile import build_compiled_model, steps_per_epoch
 
@@ -59,28 +71,51 @@ class TrainResult:
         return self.registered.version if self.registered else None
 
 
-class RunState:
-    """``state.json`` in the run's work dir: which MLflow run it is and whether it finished."""
+TRAINED_WEIGHTS = "trained.weights.h5"  # the model finish_run gets, saved once fit is over
 
-    def __init__(self, work_dir: Path):
-        self.path = work_dir / "state.json"
+
+class RunState:
+    """``state.json`` in the run's work dir: the MLflow run, its status and the steps done.
+
+    ``status`` is ``running``, ``killed``, ``failed`` or ``finished``; any but
+    ``finished`` is resumed by the next run of the config. ``fit_done`` says
+    the trained weights are saved; ``finished_steps`` lists the finishing steps
+    already written to MLflow. ``RunState(None)`` keeps the same in memory only
+    (a search's final step).
+    """
+
+    def __init__(self, work_dir: Path | None):
+        self.path = work_dir / "state.json" if work_dir is not None else None
         self.data: dict[str, Any] = {}
-        if self.path.is_file():
+        if self.path is not None and self.path.is_file():
             try:
                 self.data = json.loads(self.path.read_text())
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 log.warning("ignoring unreadable %s", self.path)
 
     @property
     def unfinished(self) -> bool:
-        return self.data.get("status") == "running"
+        return self.data.get("status") in ("running", "killed", "failed")
 
     def update(self, **values) -> None:
         self.data.update(values)
+        if self.path is None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2))
         os.replace(tmp, self.path)  # atomic: a kill never leaves half a file
+
+    def reset(self) -> None:
+        """Forget the previous run (a new MLflow run starts)."""
+        self.data = {}
+        self.update()
+
+    def done(self, step: str) -> bool:
+        return step in self.data.get("finished_steps", [])
+
+    def mark(self, step: str, **values) -> None:
+        self.update(finished_steps=[*self.data.get("finished_steps", []), step], **values)
 
 
 class _BestTracker(keras.callbacks.Callback):
@@ -117,22 +152,80 @@ def work_dir_for(config: RunConfig) -> Path:
     )
 
 
-def _start(config: RunConfig, state: RunState) -> RunTracker:
+def run_name_for(config: RunConfig) -> str:
+    """``tracking.run_name``, else ``<model>-<yyyymmdd-hhmmss>`` (UTC): distinct and readable."""
+    return (
+        config.tracking.run_name
+        or f"{config.model.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    )
+
+
+def _start(config: RunConfig, state: RunState, work: Path) -> RunTracker:
+    """Resume the MLflow run of an unfinished run of this config, else start a new one.
+
+    A new run never continues an old run's backup: its metrics would start
+    in the middle, so the backup is discarded and training starts over.
+    """
     tr = config.tracking
     run_id = state.data.get("run_id") if (config.train.resume and state.unfinished) else None
     kwargs = dict(
         experiment=config.tracking_experiment,
         uri=tr.uri,
-        run_name=tr.run_name,
+        run_name=run_name_for(config),
         tags={**config.experiment.tags, "kerasflow.fingerprint": config.fingerprint()},
         enabled=tr.enabled,
     )
-    if run_id:
+    if not tr.enabled:
+        if not run_id:
+            state.reset()
+        return start_tracker(**kwargs)
+    try:
+        if run_id:
+            try:
+                tracker = start_tracker(run_id=run_id, **kwargs)
+                log.info("continuing MLflow run %s (was %s)", run_id, state.data.get("status"))
+                return tracker
+            except Exception as exc:  # noqa: BLE001 - the old run may be gone or in another store
+                log.warning("cannot resume MLflow run %s (%s); starting a new run", run_id, exc)
+        tracker = start_tracker(**kwargs)
+    except STORE_ERRORS as exc:
+        raise store_error(exc, tr.uri, "starting the MLflow run") from exc
+    if (work / "backup").exists():
+        log.warning("the backup in %s belongs to no unfinished run; starting over", work)
+        backup.discard(work / "backup")
+    state.reset()
+    return tracker
+
+
+def _discard_run(cfg: RunConfig, work: Path, state: RunState) -> None:
+    """``--restart``: forget this config's unfinished run (marked KILLED) and its backup."""
+    old = state.data.get("run_id")
+    if old and state.unfinished and cfg.tracking.enabled:
         try:
-            return start_tracker(run_id=run_id, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - the old run may be gone or in another store
-            log.warning("cannot resume MLflow run %s (%s); starting a new run", run_id, exc)
-    return start_tracker(**kwargs)
+            if mlflow_runs.run_status(old, cfg.tracking.uri) == "RUNNING":
+                mlflow_runs.terminate([old], "KILLED", cfg.tracking.uri)
+        except Exception as exc:  # noqa: BLE001 - the old run may be gone; restarting goes on
+            log.warning("could not mark the old MLflow run %s KILLED: %s", old, exc)
+    backup.discard(work / "backup")
+    for name in ("best.weights.h5", TRAINED_WEIGHTS):
+        (work / name).unlink(missing_ok=True)
+    state.reset()
+    log.warning("--restart: discarded the backup and state in %s; training starts over", work)
+
+
+@contextlib.contextmanager
+def quiet_input_warnings():
+    """Hide Keras warnings that kerasflow's input contract makes meaningless.
+
+    ``fit`` gets a shuffled, repeated tf.data pipeline with explicit steps, so
+    Keras' ``shuffle=True ... will be ignored`` and, at the end of a finite
+    evaluation pass, ``ran out of data`` say nothing about a kerasflow run.
+    Only these two messages are hidden.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored")
+        warnings.filterwarnings("ignore", message=r"Your input ran out of data")
+        yield
 
 
 def train(
@@ -140,6 +233,7 @@ def train(
     overrides: list[str] | None = None,
     *,
     prepared=None,
+    restart: bool = False,
 ) -> TrainResult:
     """Train, evaluate, track and register a model from a run config.
 
@@ -151,9 +245,16 @@ def train(
             ``experiment.seed`` values so that all of them train and test on one
             split (the split follows the seed it was prepared with). Default:
             prepared here from ``data`` and ``experiment.seed``.
+        restart: discard an unfinished run's backup and state (its MLflow run is
+            marked KILLED) and train from the first epoch in a new run.
 
     Raises:
         ConfigError: ``prepared`` was made from another ``data`` section.
+        BusyError: another live process is training this config (same work folder).
+        DataError: the resume backup is unreadable (``restart=True`` starts over).
+        TrackingError: the MLflow store cannot be written (full, read-only); the
+            run is marked FAILED and running again continues it.
+        Terminated: SIGTERM arrived (handled like Ctrl-C: the run is marked KILLED).
 
     Example:
         >>> import kerasflow
@@ -181,32 +282,52 @@ def train(
         )
     set_seeds(cfg)
     work = work_dir_for(cfg)
-    prepared = task.prepare(cfg.data, cfg.experiment.seed) if prepared is None else prepared
-    other_split = prepared.seed != cfg.experiment.seed
+    other_split = prepared is not None and prepared.seed != cfg.experiment.seed
     if other_split:  # its state must not mix with that of a run on the config's own split
         work = work.with_name(f"{work.name}-split{prepared.seed}")
     work = dist.own_dir(work)
-    state = RunState(work)
-    tracker = _start(cfg, state)
-    if other_split:
-        tracker.set_tags({"kerasflow.split_seed": str(prepared.seed)})
-    state.update(run_id=tracker.run_id, status="running", config=cfg.to_dict())
+    with run_lock.hold(work), signals.sigterm_as_interrupt():
+        state = RunState(work)
+        if restart:
+            _discard_run(cfg, work, state)
+        if cfg.train.resume and not state.data.get("fit_done"):
+            backup.restore_point(work / "backup")  # a broken backup stops before any run
+        prepared = task.prepare(cfg.data, cfg.experiment.seed) if prepared is None else prepared
+        tracker = _start(cfg, state, work)
+        try:
+            if other_split:
+                tracker.set_tags({"kerasflow.split_seed": str(prepared.seed)})
+            state.update(run_id=tracker.run_id, status="running", config=cfg.to_dict())
+            with quiet_input_warnings():
+                result = _train(cfg, task, prepared, tracker, state, work)
+        except KeyboardInterrupt:
+            tracker.end_quietly("KILLED")
+            _quietly(state.update, status="killed")
+            raise
+        except WorkerLostError:
+            tracker.end(
+                "KILLED"
+            )  # state stays "running": the restarted job resumes this MLflow run
+            raise
+        except BaseException as exc:
+            tracker.end_quietly("FAILED", error=f"{type(exc).__name__}: {exc}")
+            _quietly(state.update, status="failed")
+            raise
+        try:
+            tracker.end("FINISHED")
+        except STORE_ERRORS as exc:
+            _quietly(state.update, status="failed")
+            raise store_error(exc, cfg.tracking.uri, "ending the MLflow run") from exc
+        state.update(status="finished")
+        return result
+
+
+def _quietly(write, **values) -> None:
+    """A state write after a failure: a full disk must not hide the failure itself."""
     try:
-        result = _train(cfg, task, prepared, tracker, state, work)
-    except KeyboardInterrupt:
-        tracker.end("KILLED")
-        state.update(status="killed")
-        raise
-    except WorkerLostError:
-        tracker.end("KILLED")  # state stays "running": the restarted job resumes this MLflow run
-        raise
-    except BaseException:
-        tracker.end("FAILED")
-        state.update(status="failed")
-        raise
-    tracker.end("FINISHED")
-    state.update(status="finished")
-    return result
+        write(**values)
+    except OSError as exc:
+        log.warning("could not record the run's status: %s", exc)
 
 
 def _no_multi_worker(cfg: RunConfig, task) -> None:
@@ -354,7 +475,12 @@ def build_callbacks(
             initial_epoch = int(json.loads(meta.read_text()).get("epoch", 0))
             log.info("resuming from epoch %d (backup in %s)", initial_epoch, backup_dir)
         # Last, so that everything above has finished an epoch before it counts as done.
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True))
+        # Kept after fit: train() removes it once the trained weights are saved.
+        callbacks.append(
+            keras.callbacks.BackupAndRestore(
+                str(backup_dir), double_checkpoint=True, delete_checkpoint=False
+            )
+        )
     return callbacks, best_path, ck_monitor, initial_epoch
 
 
@@ -380,6 +506,7 @@ def finish_run(
     work: Path | None = None,
     initial_epoch: int = 0,
     register_tags: dict[str, str] | None = None,
+    state: RunState | None = None,
 ) -> TrainResult:
     """The end of every run (``train()`` and a search's best trial), for every task.
 
@@ -397,7 +524,26 @@ def finish_run(
         data: the task's training data (what ``fit`` read).
         out: the folder the report files go to (logged to the run).
         register_tags: extra tags of the registered model version.
+        state: where the steps already done are recorded (``train()``'s ``state.json``):
+            a re-run after a failure part-way does not log the test metrics or the
+            model again, nor register twice.
+
+    Raises:
+        TrackingError: the store cannot be written (full disk, read-only store); one line
+            naming the store and what was being written.
     """
+    state = state if state is not None else RunState(None)
+    try:
+        return _finish(
+            cfg, model, data, tracker, out, history, work, initial_epoch, register_tags, state
+        )
+    except STORE_ERRORS as exc:
+        raise store_error(exc, tracker.uri, f"finishing MLflow run {tracker.run_id}") from exc
+
+
+def _finish(
+    cfg, model, data, tracker, out, history, work, initial_epoch, register_tags, state
+) -> TrainResult:
     task = tasks.get(cfg.experiment.task)
     out.mkdir(parents=True, exist_ok=True)
     contract = task.contract(model, data)
@@ -412,7 +558,9 @@ def finish_run(
     )
     evaluation.add_run_explanations(model, data, report, out, task, cfg.train, tracker.run_id)
     test_metrics = task.scalar_metrics(report)
-    tracker.log_metrics(test_metrics)
+    if not state.done("test_metrics"):
+        tracker.log_metrics(test_metrics)
+        state.mark("test_metrics")
     # The model carries its contract: export, serve and evaluate read it from the run.
     tracker.log_dict(contract, model_registry.CONTRACT_FILE)
     chance = task.beats_chance(report)
@@ -429,8 +577,12 @@ def finish_run(
         existing = mlflow_runs.run_tags(tracker.run_id, tracker.uri).get(
             "kerasflow.registered_version"
         )
-        model_uri = tracker.log_keras_model(model, example)
-        if cfg.tracking.register_model and not existing:
+        if state.done("model"):
+            model_uri = state.data["model_uri"]
+        else:
+            model_uri = tracker.log_keras_model(model, example)
+            state.mark("model", model_uri=model_uri)
+        if cfg.tracking.register_model and not existing and not state.done("registered"):
             metric, mode = task.champion_metric(cfg.tracking)
             registered = model_registry.register(
                 model_uri,
@@ -448,6 +600,7 @@ def finish_run(
                 gate=chance,
             )
             tracker.set_tags({"kerasflow.registered_version": registered.version})
+            state.mark("registered")
     export_after_training(cfg, model, contract, tracker, registered, work or out.parent)
     return TrainResult(
         model=model,
@@ -481,6 +634,22 @@ def _train(
     if not tracker.resumed:
         log_run_inputs(cfg, prepared, model, tracker)
 
+    trained = work / TRAINED_WEIGHTS
+    if state.data.get("fit_done") and trained.is_file():  # a re-run after a failed finish
+        log.info("training already finished in this run; finishing it (%s)", trained)
+        model.load_weights(str(trained))
+        history = _logged_history(tracker)
+        return finish_run(
+            cfg,
+            model,
+            data,
+            tracker,
+            out,
+            history=history,
+            work=work,
+            initial_epoch=state.data.get("initial_epoch", 0),
+            state=state,
+        )
     callbacks, best_path, ck_monitor, initial_epoch = build_callbacks(
         cfg, tracker, state, work, data
     )
@@ -488,6 +657,7 @@ def _train(
         loop = custom_loop.fit(model, data, cfg, dist, callbacks, work, steps)
         fit_history, initial_epoch, model = loop, loop.initial_epoch, loop.model
         if not dist.is_chief:  # workers only train; the chief evaluates, logs and registers
+            backup.discard(work / "backup")
             return TrainResult(model, {}, {}, {}, None, None, None, work, cfg, initial_epoch)
     else:
         fit_history = fit_model(model, cfg, data, callbacks)
@@ -497,8 +667,28 @@ def _train(
             # convolutions reject under MirroredStrategy (measured: 9 test images, batch 8).
             model = custom_loop.local_copy(model, data, cfg, dist)
     restore_best(model, best_path, ck_monitor)
+    # Saved before the backup goes: from here on a re-run finishes this model, never retrains.
+    tmp = trained.with_name("trained.tmp.weights.h5")
+    model.save_weights(str(tmp))
+    os.replace(tmp, trained)
+    state.update(fit_done=True, initial_epoch=initial_epoch)
+    backup.discard(work / "backup")
     history = _history(tracker, fit_history, initial_epoch)
     plots.training_curves_png(history, out / "training_curves.png")
     return finish_run(
-        cfg, model, data, tracker, out, history=history, work=work, initial_epoch=initial_epoch
+        cfg,
+        model,
+        data,
+        tracker,
+        out,
+        history=history,
+        work=work,
+        initial_epoch=initial_epoch,
+        state=state,
     )
+
+
+def _logged_history(tracker: RunTracker) -> dict[str, dict[int, float]]:
+    """The per-epoch metrics already in the run (what a re-run that skips fit reports)."""
+    keys = [k for k in tracker.metrics() if not k.startswith("test_") and k != "data_skipped_files"]
+    return {k: tracker.metric_history(k) for k in keys}
