@@ -193,7 +193,8 @@ def main() -> None:
         cfg.model.name, (*cfg.data.image_size, cfg.data.channels), 10, **cfg.model.params
     )
     contract = {"task": "classification", "class_names": [str(i) for i in range(10)]}
-    digits_export = export_saved_model(digits, tmp / "digits", cfg.data, contract).path
+    digits_exported = export_saved_model(digits, tmp / "digits", cfg.data, contract)
+    digits_export = digits_exported.path
     mlflow.keras.save_model(digits, str(tmp / "anchor"))
 
     rng = np.random.default_rng(0)
@@ -206,13 +207,15 @@ def main() -> None:
     # All three servers start together (their start-up overlaps); they take turns to serve.
     mobile_data = DataConfig(image_size=(224, 224), channels=3, normalize="imagenet")
     mobile = models.build("mobilenet_v2", (224, 224, 3), 10)
-    mobile_export = export_saved_model(mobile, tmp / "mobilenet", mobile_data, contract).path
+    mobile_exported = export_saved_model(mobile, tmp / "mobilenet", mobile_data, contract)
+    mobile_export = mobile_exported.path
     yy, xx = np.mgrid[0:224, 0:224].astype(np.float32)
     photo = np.stack([127 + 100 * np.sin(xx * 0.03), 127 + 100 * np.cos(yy * 0.02), xx % 255], -1)
     jpeg = encode(np.clip(photo, 0, 255).astype(np.uint8), "JPEG")
     m_port = free_port()
     ms = Server(
-        [sys.executable, "-m", "kerasflow", "serve", str(mobile_export), "--port", str(m_port)],
+        [sys.executable, "-m", "kerasflow", "serve", str(mobile_export), "--port", str(m_port),
+         "--saved-model-digest", mobile_exported.digest],
         m_port, tmp / "mobile.log",
     )  # fmt: skip
     phases = {"export": time.time() - started}
@@ -223,7 +226,8 @@ def main() -> None:
         anchor_port, tmp / "anchor.log",
     )  # fmt: skip
     kf = Server(
-        [sys.executable, "-m", "kerasflow", "serve", str(digits_export), "--port", str(kf_port)],
+        [sys.executable, "-m", "kerasflow", "serve", str(digits_export), "--port", str(kf_port),
+         "--saved-model-digest", digits_exported.digest],
         kf_port, tmp / "kf.log",
     )  # fmt: skip
     try:

@@ -430,6 +430,7 @@ def export_cmd(model, out_dir, version, config, overrides):
         model, out_dir, version=version, config=config, overrides=list(overrides)
     )
     click.echo(f"Exported version {exported.version} to {exported.path}")
+    click.echo(f"Content digest: {exported.digest}  (kerasflow serve --saved-model-digest)")
     click.echo(f"Inspect it: saved_model_cli show --dir {exported.path} --all")
 
 
@@ -459,15 +460,40 @@ def export_cmd(model, out_dir, version, config, overrides):
     help="Images one request may hold (default 256); more gets HTTP 413.",
 )
 @click.option(
+    "--saved-model-digest",
+    default=None,
+    metavar="SHA256",
+    help="The digest `kerasflow export` printed: serve a local export folder that the "
+    "tracking store does not record.",
+)
+@click.option(
+    "--trust-saved-model",
+    is_flag=True,
+    help="Serve a SavedModel whose digest no trusted record holds (a SavedModel graph is "
+    "code: only for sources you trust). Graphs with file or process ops are still refused.",
+)
+@click.option(
     "--config", "config", type=click.Path(dir_okay=False), help="Run config for a .keras file."
 )
 @_set_option
-def serve(model, host, port, max_payload_mb, max_image_pixels, max_batch, config, overrides):
+def serve(
+    model,
+    host,
+    port,
+    max_payload_mb,
+    max_image_pixels,
+    max_batch,
+    saved_model_digest,
+    trust_saved_model,
+    config,
+    overrides,
+):
     """Serve MODEL over HTTP (POST /invocations, GET /ping, /health, /version).
 
     Only what kerasflow exported is loaded, as data: a serving model folder
-    that is not exactly kerasflow's, or a SavedModel graph with file-system or
-    process ops, is refused (exit 2) before anything of it runs.
+    that is not exactly kerasflow's, a SavedModel whose content digest the
+    tracking store (or --saved-model-digest) does not record, or a graph with
+    file-system or process ops, is refused (exit 2) before anything of it runs.
     """
     from kerasflow.serving.server import serve as serve_model
 
@@ -484,6 +510,8 @@ def serve(model, host, port, max_payload_mb, max_image_pixels, max_batch, config
         on_ready=ready,
         max_image_pixels=max_image_pixels,
         max_batch=max_batch,
+        trust_saved_model=trust_saved_model,
+        saved_model_digest=saved_model_digest,
     )
 
 

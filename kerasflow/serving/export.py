@@ -27,6 +27,7 @@ from pathlib import Path
 
 from kerasflow import tasks
 from kerasflow.errors import ConfigError, DataError, ServingError
+from kerasflow.serving.digest import DIGEST_TAG, write_digest
 from kerasflow.tasks.base import SIGNATURES
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class ExportedModel:
     version: int
     class_names: list[str]
     task: str
+    digest: str = ""  # sha256 of the export's files (kerasflow.serving.digest)
 
 
 def next_version(base_dir: str | os.PathLike) -> int:
@@ -133,11 +135,14 @@ def export_saved_model(
             "data": data_config.model_dump(mode="json"),
         }
         (assets / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+        digest = write_digest(staging / "model")
         os.replace(staging / "model", target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.info("exported %s SavedModel version %d to %s", task.name, version, target)
-    return ExportedModel(path=target, version=version, class_names=class_names, task=task.name)
+    log.info("exported %s SavedModel version %d to %s (%s)", task.name, version, target, digest)
+    return ExportedModel(
+        path=target, version=version, class_names=class_names, task=task.name, digest=digest
+    )
 
 
 def read_metadata(saved_model_dir: str | os.PathLike) -> dict:
@@ -242,8 +247,10 @@ def export_after_training(cfg, model, contract, tracker, registered, work_dir) -
     """The automatic export at the end of a run whose config has an ``export:`` section.
 
     Writes the SavedModel, logs it to the run under ``export/<version>``, logs a
-    pyfunc serving model (``serving_model``) and tags the registered model
-    version with both URIs. Returns the export folder, or None when export is off.
+    pyfunc serving model (``serving_model``) and tags the run and the registered
+    model version with both URIs and the export's content digest (what
+    ``kerasflow serve`` checks, :mod:`kerasflow.serving.digest`). Returns the
+    export folder, or None when export is off.
     """
     spec = cfg.export
     if spec is None or not spec.enabled:
@@ -257,6 +264,7 @@ def export_after_training(cfg, model, contract, tracker, registered, work_dir) -
     tags = {
         "kerasflow.export_uri": tracked.log_export(tracker, exported.path, exported.version),
         "kerasflow.export_dir": str(exported.path.resolve()),
+        DIGEST_TAG: exported.digest,
     }
     if spec.log_serving_model:
         tags["kerasflow.serving_model_uri"] = tracked.log_serving_model(

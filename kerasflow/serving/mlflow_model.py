@@ -92,22 +92,131 @@ def serving_model_uri(model: str, uri: str | None = None) -> str | None:
     """The serving model logged for ``models:/NAME@alias`` or ``models:/NAME/VERSION``, if any."""
     if not model.startswith("models:/"):
         return None
-    client = MlflowClient(resolve_tracking_uri(uri))
+    mv = _model_version(MlflowClient(resolve_tracking_uri(uri)), model)
+    return None if mv is None else (mv.tags or {}).get(SERVING_MODEL_TAG)
+
+
+def _model_version(client: MlflowClient, model: str):
+    """The registered version behind ``models:/NAME@alias`` or ``models:/NAME/VERSION`` (or None)."""
     rest = model.removeprefix("models:/")
     try:
         if "@" in rest:
             name, alias = rest.split("@", 1)
-            mv = client.get_model_version_by_alias(name, alias)
-        elif "/" in rest:
-            name, number = rest.split("/", 1)
-            mv = client.get_model_version(name, number)
-        else:
-            return None
+            return client.get_model_version_by_alias(name, alias.split("/", 1)[0])
+        if "/" in rest:
+            name, number = rest.split("/", 2)[:2]
+            return client.get_model_version(name, number)
     except MlflowException as exc:
         raise TrackingError(
             f"Cannot find model {model!r} in the MLflow store: {exc.message}"
         ) from exc
-    return (mv.tags or {}).get(SERVING_MODEL_TAG)
+    return None
+
+
+def _logged_model_run(client: MlflowClient, model: str) -> str | None:
+    """The run that logged ``models:/<model id>`` (None when there is no such model)."""
+    try:
+        return client.get_logged_model(
+            model.removeprefix("models:/").split("/", 1)[0]
+        ).source_run_id
+    except MlflowException:
+        return None
+
+
+def recorded_digests(model: str, uri: str | None = None) -> list[tuple[str, str]]:
+    """The export digests the tracking store records for an MLflow URI, as ``(where, digest)``.
+
+    ``models:/``: the version's :data:`~kerasflow.serving.digest.DIGEST_TAG` tag and
+    its run's; ``runs:/``: the run's. These tags, not files beside the model, are
+    what :func:`kerasflow.serving.trust.check_digest` trusts.
+    """
+    from kerasflow.serving.digest import DIGEST_TAG
+
+    client = MlflowClient(resolve_tracking_uri(uri))
+    records = []
+    run_id = None
+    if model.startswith("models:/"):
+        mv = _model_version(client, model)
+        if mv is None:  # a logged model, models:/<model id>
+            run_id = _logged_model_run(client, model)
+        else:
+            run_id = mv.run_id
+            if (mv.tags or {}).get(DIGEST_TAG):
+                where = f"tag {DIGEST_TAG} of model version {mv.name}/{mv.version}"
+                records.append((where, mv.tags[DIGEST_TAG]))
+    elif model.startswith("runs:/"):
+        run_id = model.removeprefix("runs:/").split("/", 1)[0]
+    if run_id:
+        try:
+            tags = client.get_run(run_id).data.tags
+        except MlflowException as exc:
+            raise TrackingError(f"Cannot find the run of {model!r}: {exc.message}") from exc
+        if tags.get(DIGEST_TAG):
+            records.append((f"tag {DIGEST_TAG} of run {run_id}", tags[DIGEST_TAG]))
+    return records
+
+
+def find_digest_record(digest: str, uri: str | None = None) -> str | None:
+    """The run whose :data:`~kerasflow.serving.digest.DIGEST_TAG` tag is ``digest``, described.
+
+    None when no run records it, or when the (local) tracking store does not
+    exist: the look-up creates nothing.
+    """
+    from mlflow.entities import ViewType
+
+    from kerasflow.serving.digest import DIGEST_TAG, normalise
+    from kerasflow.tracking.store import existing_tracking_uri
+
+    tracking = existing_tracking_uri(uri)
+    if tracking is None:
+        return None
+    client = MlflowClient(tracking)
+    wanted = normalise(digest)  # 'sha256:' and hex only: safe inside the filter string
+    try:
+        ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+        runs = client.search_runs(
+            ids, f"tags.`{DIGEST_TAG}` = '{wanted}'", run_view_type=ViewType.ALL, max_results=1
+        )
+    except MlflowException as exc:
+        log.warning("cannot search %s for export digest %s: %s", tracking, wanted, exc.message)
+        return None
+    return f"tag {DIGEST_TAG} of run {runs[0].info.run_id}" if runs else None
+
+
+def verify_export(
+    saved_model_dir,
+    model: str,
+    uri: str | None = None,
+    digest: str | None = None,
+    trust: bool = False,
+) -> str | None:
+    """Check a SavedModel's content digest against the trusted records for MODEL.
+
+    The records: ``digest`` (what the user passed), then for ``runs:/`` and
+    ``models:/`` the run and version tags, and for a local folder any run of the
+    tracking store that recorded this digest. Graph ops are checked separately
+    (:func:`kerasflow.serving.trust.check_saved_model_graph`).
+
+    Returns:
+        None, or the warning to show when ``trust`` lets an unknown SavedModel through.
+
+    Raises:
+        ServingError: no record matches and ``trust`` is off.
+    """
+    from kerasflow.serving.digest import content_digest, normalise
+    from kerasflow.serving.trust import check_digest
+
+    actual = content_digest(saved_model_dir)
+    records = [("--saved-model-digest", normalise(digest))] if digest else []
+    searched = ""
+    if model.startswith(("models:/", "runs:/")):
+        records += recorded_digests(model, uri)
+        searched = f"no run or model-version tag of {model} records a digest"
+    elif not records:
+        found = find_digest_record(actual, uri)
+        records += [(found, actual)] if found else []
+        searched = "no run of the tracking store records it"
+    return check_digest(saved_model_dir, actual, records, trust, searched)
 
 
 def download(artifact_uri: str, dst: str | os.PathLike, uri: str | None = None) -> str:
@@ -138,14 +247,24 @@ def load_serving_model(
     max_payload_mb: float | None = None,
     uri: str | None = None,
     dst: str | os.PathLike | None = None,
+    digest: str | None = None,
+    trust_saved_model: bool = False,
 ):
     """Load a kerasflow serving model (local folder or MLflow URI) as a ``Predictor``.
 
     MLflow URIs are downloaded (to ``dst`` or a temporary folder). The folder is
-    accepted only when it is exactly what kerasflow writes and its graph holds no
-    file-system or process ops; then the SavedModel is loaded as data, and no
-    Python from the folder is imported (MLflow's pyfunc loader is not used).
-    ``max_payload_mb`` overrides the limit saved with the model (None keeps it).
+    accepted only when it is exactly what kerasflow writes, its SavedModel's
+    content digest is recorded (:func:`verify_export`: the run or version tags,
+    or ``digest``) and its graph holds no file-system or process ops; then the
+    SavedModel is loaded as data, and no Python from the folder is imported
+    (MLflow's pyfunc loader is not used). ``max_payload_mb`` overrides the limit
+    saved with the model (None keeps it).
+
+    Args:
+        digest: the export's digest as ``kerasflow export`` printed it (for a local folder
+            whose run the tracking store does not hold).
+        trust_saved_model: load it even when its digest is unknown (with a warning);
+            forbidden graph ops are refused anyway.
 
     Returns:
         A :class:`kerasflow.serving.predictor.Predictor`: ``predict({"b64": [...]})``.
@@ -156,11 +275,13 @@ def load_serving_model(
     from kerasflow.serving.trust import check_saved_model_graph, check_serving_folder
 
     model = str(model)
+    folder = model
     if model.startswith(("models:/", "runs:/")):
         dst = Path(dst) if dst is not None else Path(tempfile.mkdtemp(prefix="kerasflow-model-"))
-        model = download(model, dst, uri)
-    saved_model, config = check_serving_folder(model)
+        folder = download(model, dst, uri)
+    saved_model, config = check_serving_folder(folder)
     check_saved_model_graph(saved_model)
+    verify_export(saved_model, model, uri, digest, trust_saved_model)
     if max_payload_mb is None:
         max_payload_mb = float(config.get("max_payload_mb", DEFAULT_MAX_PAYLOAD_MB))
     return Predictor.from_export(saved_model, Limits(max_payload_bytes=int(max_payload_mb * 1e6)))

@@ -11,9 +11,13 @@ Nothing from a model folder is imported: a serving model folder is accepted
 only when it is exactly what kerasflow writes
 (:func:`kerasflow.serving.trust.check_serving_folder`), and the server then
 builds its model from the SavedModel and its contract alone
-(:class:`~kerasflow.serving.predictor.Predictor`). A SavedModel whose graph
-holds file-system or process ops is refused
-(:func:`kerasflow.serving.trust.check_saved_model_graph`).
+(:class:`~kerasflow.serving.predictor.Predictor`). A SavedModel is served
+only when its content digest is recorded: in the tracking store (the run's
+and model version's tags, for ``runs:/``, ``models:/`` and local exports of
+tracked runs) or passed as ``saved_model_digest``; ``trust_saved_model``
+serves an unknown one with a warning (:mod:`kerasflow.serving.digest`). A
+SavedModel whose graph holds file-system or process ops is refused whatever
+the flags (:func:`kerasflow.serving.trust.check_saved_model_graph`).
 
 The app (:class:`~kerasflow.serving.http_app.ServingApp`) answers
 ``/invocations``, ``/ping``, ``/health`` and ``/version``; every bad request
@@ -49,10 +53,13 @@ DEFAULT_PORT = 5001
 
 @dataclass
 class ServingSource:
-    """The SavedModel folder to serve and the settings saved with it (``max_payload_mb``)."""
+    """The SavedModel folder to serve, the settings saved with it (``max_payload_mb``), and how
+    it was trusted."""
 
     saved_model_dir: Path
     config: dict = field(default_factory=dict)
+    own_export: bool = False  # exported by this process from a Keras model: its digest is known
+    warning: str | None = None  # set when --trust-saved-model let an unknown SavedModel through
 
 
 def _saved_model_dir(path: Path) -> Path | None:
@@ -82,11 +89,18 @@ def resolve_saved_model(
     config=None,
     overrides: list[str] | None = None,
     uri: str | None = None,
+    trust_saved_model: bool = False,
+    digest: str | None = None,
 ) -> ServingSource:
     """The SavedModel to serve for MODEL, checked; exports a Keras model into ``workdir``.
 
+    A SavedModel that kerasflow did not export here is served only when its
+    content digest is recorded (:func:`kerasflow.serving.mlflow_model.verify_export`)
+    or ``trust_saved_model`` is set; its graph ops are checked either way.
+
     Raises:
-        ServingError: a folder that is not kerasflow's, or a graph with forbidden ops.
+        ServingError: a folder that is not kerasflow's, an unknown or altered SavedModel,
+            or a graph with forbidden ops.
     """
     from kerasflow.serving import mlflow_model as tracked
     from kerasflow.serving import trust
@@ -110,8 +124,8 @@ def resolve_saved_model(
         logged = None
         if config is None and not overrides and is_uri:
             logged = tracked.serving_model_uri(model, uri)
-            if logged is None and model.startswith("runs:/"):
-                logged = None if _is_keras_model(model, workdir, uri) else model
+            if logged is None and not _is_keras_model(model, workdir, uri):
+                logged = model
         if logged:
             log.info("serving %s through the serving model %s", model, logged)
             folder = tracked.download(logged, workdir / "downloaded", uri)
@@ -121,8 +135,12 @@ def resolve_saved_model(
             exported = export(
                 model, workdir / "export", config=config, overrides=overrides, uri=uri
             )
-            source = ServingSource(exported.path)
-    trust.check_saved_model_graph(source.saved_model_dir)
+            source = ServingSource(exported.path, own_export=True)
+    trust.check_saved_model_graph(source.saved_model_dir)  # whatever the flags say
+    if not source.own_export:
+        source.warning = tracked.verify_export(
+            source.saved_model_dir, model, uri, digest, trust_saved_model
+        )
     return source
 
 
@@ -163,6 +181,8 @@ def serve(
     on_ready=None,
     max_image_pixels: int | None = None,
     max_batch: int | None = None,
+    trust_saved_model: bool = False,
+    saved_model_digest: str | None = None,
 ) -> None:
     """Serve MODEL over HTTP until interrupted (blocks).
 
@@ -177,6 +197,10 @@ def serve(
         max_image_pixels: pixels an image may declare, and a request's images together
             (default 40 megapixels); more gets HTTP 413 before anything is decoded.
         max_batch: images one request may hold (default 256); more gets HTTP 413.
+        trust_saved_model: serve a SavedModel whose content digest no trusted record holds
+            (logged as a warning: a SavedModel graph is code); forbidden ops are refused anyway.
+        saved_model_digest: the digest ``kerasflow export`` printed, for a local export
+            folder that the tracking store does not record.
 
     Raises:
         ServingError: the model is refused (see the module docstring) or a limit is not positive.
@@ -192,7 +216,9 @@ def serve(
             raise ServingError(f"{name} must be positive. Received: {value}")
     workdir = Path(tempfile.mkdtemp(prefix="kerasflow-serve-"))
     try:
-        source = resolve_saved_model(model, workdir, config, overrides, uri)
+        source = resolve_saved_model(
+            model, workdir, config, overrides, uri, trust_saved_model, saved_model_digest
+        )
         app = build_app(source, limits_for(source, max_payload_mb, max_image_pixels, max_batch))
         if on_ready is not None:
             on_ready(f"http://{host}:{port}")

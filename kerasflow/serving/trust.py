@@ -327,3 +327,67 @@ def check_saved_model_graph(saved_model_dir: str | os.PathLike) -> None:
             f"kerasflow exports never contain: {listed}. A SavedModel graph is code; serve "
             "only models that kerasflow exported from a .keras file or a tracked run."
         )
+
+
+TRUST_FLAG = "--trust-saved-model"
+DIGEST_FLAG = "--saved-model-digest"
+_GRAPH_IS_CODE = (
+    "A SavedModel graph is code (TensorFlow's security guidance: loading an untrusted "
+    "model is running an untrusted program)"
+)
+
+
+def check_digest(
+    saved_model_dir: str | os.PathLike,
+    actual: str,
+    records: list[tuple[str, str]],
+    trust: bool = False,
+    searched: str = "",
+) -> str | None:
+    """Accept a SavedModel only when a trusted record holds its content digest.
+
+    Args:
+        saved_model_dir: the export folder (named in the messages).
+        actual: its :func:`kerasflow.serving.digest.content_digest`.
+        records: ``(where, digest)`` pairs from trusted sources: the tracking
+            store's run and model-version tags, a digest the user passed.
+        trust: ``--trust-saved-model``: serve it anyway, with a warning.
+        searched: where a record was looked for, when ``records`` is empty.
+
+    Returns:
+        None when a record matches; the warning to show when ``trust`` lets an
+        unknown or altered SavedModel through.
+
+    Raises:
+        ServingError: no record matches and ``trust`` is off; says why and names the flags.
+    """
+    from kerasflow.serving.digest import claimed_digest
+
+    if any(digest == actual for _, digest in records):
+        return None
+    if records:
+        listed = "; ".join(f"{where}: {digest}" for where, digest in records)
+        why = f"its content digest {actual} differs from the recorded one ({listed})"
+    else:
+        why = f"no trusted record holds its content digest {actual}" + (
+            f" ({searched})" if searched else ""
+        )
+    claimed = claimed_digest(saved_model_dir)
+    if claimed is None:
+        why += "; it carries no kerasflow digest, so kerasflow did not export it"
+    elif claimed != actual:
+        why += f"; its files changed after export (its kerasflow.json claims {claimed})"
+    if trust:
+        message = (
+            f"{saved_model_dir} is loaded because of {TRUST_FLAG}, although {why}. "
+            f"{_GRAPH_IS_CODE}: serve it only if you trust whoever wrote it. Graphs with "
+            "file-system or process ops are still refused."
+        )
+        log.warning("%s", message)
+        return message
+    raise ServingError(
+        f"{saved_model_dir} is refused: {why}. {_GRAPH_IS_CODE}, so kerasflow loads a "
+        "SavedModel only when the tracking store records its digest (exports of tracked "
+        f"runs, runs:/ and models:/) or you name it. If you trust its source, pass "
+        f"{DIGEST_FLAG} with the digest `kerasflow export` printed, or {TRUST_FLAG}."
+    )

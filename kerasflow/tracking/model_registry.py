@@ -167,16 +167,21 @@ def import_custom_objects() -> None:
 
 def load_model(model: str, uri: str | None = None):
     """Load a Keras model from an MLflow URI or a ``.keras`` file (``safe_mode=True``)."""
+    import tempfile
+
     import keras
 
     import_custom_objects()
     if model.startswith(("models:/", "runs:/")):
         uri = resolve_tracking_uri(uri)
         mlflow.set_tracking_uri(uri)
-        try:
-            loaded = mlflow.keras.load_model(model)
-        except MlflowException as exc:
-            raise TrackingError(f"Cannot load model {model!r}: {exc.message}") from exc
+        with tempfile.TemporaryDirectory(prefix="kerasflow-load-") as tmp:
+            try:
+                local = mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=tmp)
+                _check_keras_flavor(model, Path(local))
+                loaded = mlflow.keras.load_model(local, load_model_kwargs={"safe_mode": True})
+            except MlflowException as exc:
+                raise TrackingError(f"Cannot load model {model!r}: {exc.message}") from exc
         _LOADED_FROM[loaded] = (model, uri)
         return loaded
     path = Path(model)
@@ -191,6 +196,40 @@ def load_model(model: str, uri: str | None = None):
         return keras.saving.load_model(path, safe_mode=True)
     except (ValueError, TypeError, OSError) as exc:
         raise ModelError(f"Cannot load {path} safely: {exc}") from exc
+
+
+def _check_keras_flavor(model: str, folder: Path) -> None:
+    """Accept an MLflow model folder only when its Keras flavor is a ``.keras`` file.
+
+    MLflow's Keras flavor can also hold an exported SavedModel
+    (``save_exported_model``), which it loads with ``tf.saved_model.load``: a
+    graph is code, and kerasflow never logs one there, so it is refused before
+    loading (``kerasflow serve`` checks SavedModels by their digest instead).
+    """
+    import yaml
+
+    try:
+        spec = yaml.safe_load((folder / "MLmodel").read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{model} has no readable MLmodel file ({exc}).") from None
+    flavor = (spec.get("flavors") or {}).get("keras") if isinstance(spec, dict) else None
+    if not isinstance(flavor, dict):
+        raise ModelError(
+            f"{model} is not a Keras model (its MLmodel has no keras flavor). Pass the "
+            "model a kerasflow run logged (runs:/RUN_ID/model or a registered version)."
+        )
+    path = folder / str(flavor.get("data", "model"))  # where MLflow's Keras loader looks
+    if path.is_dir():
+        path = path / "model"
+    keras_file = path.with_name(path.name + ".keras")
+    inside = keras_file.resolve().is_relative_to(folder.resolve())
+    if flavor.get("save_exported_model") or not inside or not keras_file.is_file():
+        raise ModelError(
+            f"{model} is refused: its Keras flavor is not a .keras file (an exported "
+            "SavedModel is a graph, and a graph is code). kerasflow loads Keras models only "
+            "from .keras files, with safe_mode; serve a SavedModel with `kerasflow serve`, "
+            "which checks its digest."
+        )
 
 
 def loaded_from(model) -> tuple[str, str] | None:

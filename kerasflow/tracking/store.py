@@ -35,6 +35,15 @@ def resolve_tracking_uri(configured: str | None = None) -> str:
     return uri
 
 
+def existing_tracking_uri(configured: str | None = None) -> str | None:
+    """The tracking URI :func:`resolve_tracking_uri` would use, or None for a local SQLite
+    store that does not exist yet (for look-ups that must not create one)."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    return uri
+
+
 def artifact_root_for(uri: str) -> str | None:
     """Artifact location for new experiments in a local SQLite store (beside the database)."""
     if uri.startswith("sqlite:///"):

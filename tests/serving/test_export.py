@@ -171,7 +171,8 @@ def test_segmentation_export_returns_a_class_map(tmp_path):
     from kerasflow.serving import mlflow_model as tracked
 
     served = tracked.load_serving_model(
-        tracked.save_serving_model(exported.path, tmp_path / "served", 1.0)
+        tracked.save_serving_model(exported.path, tmp_path / "served", 1.0),
+        digest=exported.digest,  # an untracked export: its digest is passed
     )
     got = served.predict({"images": np.zeros((2, 30, 20, 3), np.int64)})
     assert len(got) == 2

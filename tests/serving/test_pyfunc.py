@@ -30,9 +30,12 @@ def test_runs_uri_is_exported_on_the_fly_and_served(served_run, tmp_path, export
     probs = np.array([g["probabilities"] for g in got])
     assert np.max(np.abs(probs - want["probabilities"].numpy())) <= 1e-5
     # A SavedModel folder (or its TF Serving base folder) is served as it is.
-    assert resolve_saved_model(str(export_dir.parent), tmp_path / "w").saved_model_dir == export_dir
+    # (the tracking store records its digest: the run's export_digest tag)
+    assert resolve_saved_model(str(export_dir.parent), tmp_path / "w", uri=uri).saved_model_dir == (
+        export_dir
+    )
     wrapped = tracked.save_serving_model(export_dir, tmp_path / "serving_model", 1.0)
-    saved = tracked.load_serving_model(wrapped, 1.0)
+    saved = tracked.load_serving_model(wrapped, 1.0, uri=uri)
     assert saved.predict({"images": np.zeros((1, 5, 7), np.int64)})[0]["class_name"] in [
         str(i) for i in range(10)
     ]
