@@ -188,9 +188,6 @@ def test_a_full_disk_while_finishing_fails_the_run_and_a_rerun_completes_it(tmp_
     assert [v.run_id for v in versions] == [run_id]
     assert result.registered is not None and result.registered.version == versions[0].version
 
-    result = kerasflow.train(cfg)  # a finished run: a new run, a new version
-    assert result.run_id != run_id
-
 
 @pytest.mark.slow
 def test_a_truncated_backup_is_named_and_restart_recovers(tmp_path):
@@ -250,3 +247,30 @@ def test_a_live_holder_is_named_and_a_dead_ones_lock_is_taken_over(tmp_path, cap
         pass
     assert "from pid 999999 on h (started 1970-01-01 00:00:00 UTC)" in caplog.text
     assert BusyError.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "packaged", sorted(p.name for p in (Path(kerasflow.__file__).parent / "configs").glob("*.yaml"))
+)
+def test_one_epoch_works_on_every_packaged_config(packaged, caplog):
+    from kerasflow.training.compile import build_schedule
+
+    path = Path(kerasflow.__file__).parent / "configs" / packaged
+    cfg = kerasflow.load_config(path, ["train.epochs=1"])
+    sched = cfg.compile.schedule
+    assert sched.name == "constant" or sched.warmup_epochs < 1
+    build_schedule(cfg.compile, steps_per_epoch=10, epochs=1)  # raised before the shrink
+    if kerasflow.load_config(path).compile.schedule.warmup_epochs >= 1:
+        assert "does not fit in train.epochs 1; warming up for 0.5 epochs" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "field", ["experiment.name", "tracking.experiment", "tracking.registered_model", "tune.name"]
+)
+@pytest.mark.parametrize("bad", ["../../x", "a/b", "a\\\\b", "..", " "])
+def test_names_that_become_paths_are_plain(field, bad):
+    from kerasflow.errors import ConfigError
+
+    extra = ["tune.tuner=random"] if field.startswith("tune.") else []
+    with pytest.raises(ConfigError, match=f"{field}: it becomes a folder name"):
+        kerasflow.load_config(None, [*extra, f"{field}={bad!r}"])
