@@ -51,13 +51,16 @@ def flatten_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
 STORE_ERRORS = (OSError, MlflowException, SQLAlchemyError)
 
 
-def store_error(exc: BaseException, uri: str | None, doing: str) -> TrackingError:
+def store_error(
+    exc: BaseException, uri: str | None, doing: str, artifacts: str | None = None
+) -> TrackingError:
     """One line for a failed write to the store: what was being done, where, and what to do."""
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     if isinstance(exc, OSError) and exc.filename:
         first = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    where = f"{uri} (artifacts: {artifacts})" if artifacts else f"{uri}"
     return TrackingError(
-        f"{doing} failed writing to the MLflow store {uri}: {first}. Free disk space or make "
+        f"{doing} failed writing to the MLflow store {where}: {first}. Free disk space or make "
         "the store writable, then run the same command again: it continues this run, and "
         "the steps already done are not repeated."
     )
@@ -98,6 +101,16 @@ class RunTracker:
     @property
     def enabled(self) -> bool:
         return self.run_id is not None
+
+    @property
+    def artifact_uri(self) -> str | None:
+        """Where the run's artifacts go (None when disabled or the store cannot say)."""
+        if not self.enabled:
+            return None
+        try:
+            return self.client.get_run(self.run_id).info.artifact_uri
+        except STORE_ERRORS:
+            return None
 
     # ---- params, tags, metrics
     def log_params(self, params: dict[str, Any]) -> None:

@@ -306,9 +306,8 @@ def train(
             _quietly(state.update, status="killed")
             raise
         except WorkerLostError:
-            tracker.end(
-                "KILLED"
-            )  # state stays "running": the restarted job resumes this MLflow run
+            # state stays "running": the restarted job resumes this MLflow run
+            tracker.end("KILLED")
             raise
         except BaseException as exc:
             tracker.end_quietly("FAILED", error=f"{type(exc).__name__}: {exc}")
@@ -540,7 +539,9 @@ def finish_run(
             cfg, model, data, tracker, out, history, work, initial_epoch, register_tags, state
         )
     except STORE_ERRORS as exc:
-        raise store_error(exc, tracker.uri, f"finishing MLflow run {tracker.run_id}") from exc
+        raise store_error(
+            exc, tracker.uri, f"finishing MLflow run {tracker.run_id}", tracker.artifact_uri
+        ) from exc
 
 
 def _finish(
@@ -578,6 +579,11 @@ def _finish(
         # A search re-run after it ended must not register its best model twice.
         existing = mlflow_runs.run_tags(tracker.run_id, tracker.uri).get(
             "kerasflow.registered_version"
+        ) or (  # registered, then killed before the tag was set
+            cfg.tracking.register_model
+            and mlflow_runs.registered_versions(
+                tracker.run_id, cfg.registered_model_name, tracker.uri
+            )
         )
         if state.done("model"):
             model_uri = state.data["model_uri"]
