@@ -312,6 +312,9 @@ def train(
         except BaseException as exc:
             tracker.end_quietly("FAILED", error=f"{type(exc).__name__}: {exc}")
             _quietly(state.update, status="failed")
+            if isinstance(exc, STORE_ERRORS) and not isinstance(exc, OSError):
+                # e.g. logging an epoch's metrics to a store that went read-only
+                raise store_error(exc, cfg.tracking.uri, f"MLflow run {tracker.run_id}") from exc
             raise
         try:
             tracker.end("FINISHED")
@@ -654,6 +657,8 @@ def _train(
     trained = work / TRAINED_WEIGHTS
     if state.data.get("fit_done") and trained.is_file():  # a re-run after a failed finish
         log.info("training already finished in this run; finishing it (%s)", trained)
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # the file holds its state too
         model.load_weights(str(trained))
         history = _logged_history(tracker)
         return finish_run(
