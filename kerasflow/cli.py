@@ -67,6 +67,10 @@ def cli(ctx, debug):
     )
     for noisy in ("mlflow", "alembic", "urllib3", "absl", "tensorflow", "h5py", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    # Its SQL errors come with a traceback; kerasflow reports them in one line (--debug shows it).
+    logging.getLogger("mlflow.store.db.utils").setLevel(
+        logging.DEBUG if debug else logging.CRITICAL
+    )
     if debug:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
 

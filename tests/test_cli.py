@@ -121,6 +121,8 @@ def test_sigkill_mid_training_resumes_same_run(tmp_path):
         args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400
     )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    # The killed process's lock is taken over, with a notice naming it.
+    assert f"from pid {first.pid} on " in second.stderr
     resumed_from = _metadata_epoch_from_output(second.stdout)
     assert resumed_from >= killed_after
     # Keras prints "Epoch k/N" only for epochs it runs: the first resumed epoch is not epoch 1.

@@ -91,6 +91,13 @@ def run_tags(run_id: str, uri: str | None = None) -> dict[str, str]:
     return dict(MlflowClient(resolve_tracking_uri(uri)).get_run(run_id).data.tags)
 
 
+def registered_versions(run_id: str, name: str, uri: str | None = None) -> list[str]:
+    """Versions of registered model ``name`` made from run ``run_id`` (oldest first)."""
+    client = MlflowClient(resolve_tracking_uri(uri))
+    found = client.search_model_versions(f"run_id = {_quote(run_id)}")
+    return sorted((v.version for v in found if v.name == name), key=int)
+
+
 def terminate(run_ids: list[str], status: str, uri: str | None = None) -> None:
     """Mark runs ended with ``status`` (``KILLED`` for orphans of a killed process)."""
     client = MlflowClient(resolve_tracking_uri(uri))

@@ -51,16 +51,30 @@ def flatten_params(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
 STORE_ERRORS = (OSError, MlflowException, SQLAlchemyError)
 
 
-def store_error(exc: BaseException, uri: str | None, doing: str) -> TrackingError:
+def store_error(
+    exc: BaseException, uri: str | None, doing: str, artifacts: str | None = None
+) -> TrackingError:
     """One line for a failed write to the store: what was being done, where, and what to do."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    first = _one_line(exc)
     if isinstance(exc, OSError) and exc.filename:
         first = f"{exc.strerror or type(exc).__name__}: {exc.filename}"
+    where = f"{uri} (artifacts: {artifacts})" if artifacts else f"{uri}"
     return TrackingError(
-        f"{doing} failed writing to the MLflow store {uri}: {first}. Free disk space or make "
+        f"{doing} failed writing to the MLflow store {where}: {first}. Free disk space or make "
         "the store writable, then run the same command again: it continues this run, and "
         "the steps already done are not repeated."
     )
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` in one line: the database's own words for SQL errors."""
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy keeps the driver's error here
+    lines = [
+        line.strip()
+        for line in str(cause).splitlines()
+        if line.strip() and not line.startswith("(raised as a result of")
+    ]
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def _ensure_experiment(client: MlflowClient, name: str, uri: str) -> str:
@@ -98,6 +112,16 @@ class RunTracker:
     @property
     def enabled(self) -> bool:
         return self.run_id is not None
+
+    @property
+    def artifact_uri(self) -> str | None:
+        """Where the run's artifacts go (None when disabled or the store cannot say)."""
+        if not self.enabled:
+            return None
+        try:
+            return self.client.get_run(self.run_id).info.artifact_uri
+        except STORE_ERRORS:
+            return None
 
     # ---- params, tags, metrics
     def log_params(self, params: dict[str, Any]) -> None:
@@ -214,7 +238,7 @@ class RunTracker:
                 self.set_tags({ERROR_TAG: error[:4000]})
             self.end(status)
         except STORE_ERRORS as exc:
-            log.warning("could not mark MLflow run %s %s: %s", self.run_id, status, exc)
+            log.warning("could not mark MLflow run %s %s: %s", self.run_id, status, _one_line(exc))
 
 
 def _version(package: str) -> str:

@@ -293,25 +293,28 @@ def train(
         if cfg.train.resume and not state.data.get("fit_done"):
             backup.restore_point(work / "backup")  # a broken backup stops before any run
         prepared = task.prepare(cfg.data, cfg.experiment.seed) if prepared is None else prepared
+        model, data = _build(cfg, task, prepared)
         tracker = _start(cfg, state, work)
         try:
             if other_split:
                 tracker.set_tags({"kerasflow.split_seed": str(prepared.seed)})
             state.update(run_id=tracker.run_id, status="running", config=cfg.to_dict())
             with quiet_input_warnings():
-                result = _train(cfg, task, prepared, tracker, state, work)
+                result = _train(cfg, model, data, prepared, tracker, state, work)
         except KeyboardInterrupt:
             tracker.end_quietly("KILLED")
             _quietly(state.update, status="killed")
             raise
         except WorkerLostError:
-            tracker.end(
-                "KILLED"
-            )  # state stays "running": the restarted job resumes this MLflow run
+            # state stays "running": the restarted job resumes this MLflow run
+            tracker.end("KILLED")
             raise
         except BaseException as exc:
             tracker.end_quietly("FAILED", error=f"{type(exc).__name__}: {exc}")
             _quietly(state.update, status="failed")
+            if isinstance(exc, STORE_ERRORS) and not isinstance(exc, OSError):
+                # e.g. logging an epoch's metrics to a store that went read-only
+                raise store_error(exc, cfg.tracking.uri, f"MLflow run {tracker.run_id}") from exc
             raise
         try:
             tracker.end("FINISHED")
@@ -424,15 +427,16 @@ def fit_model(model, cfg: RunConfig, data, callbacks, initial_epoch=0):
     train_ds = data.dataset("train")
     val_ds = data.dataset("validation", training=False) if data.size("validation") else None
     fit_ds, steps = fit_input(cfg, data, train_ds)
-    return model.fit(
-        fit_ds,
-        validation_data=val_ds,
-        epochs=cfg.train.epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        verbose=_verbosity(cfg.train.verbose),
-    )
+    with quiet_input_warnings():  # here too for the tuner's trials
+        return model.fit(
+            fit_ds,
+            validation_data=val_ds,
+            epochs=cfg.train.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=_verbosity(cfg.train.verbose),
+        )
 
 
 def build_callbacks(
@@ -538,7 +542,9 @@ def finish_run(
             cfg, model, data, tracker, out, history, work, initial_epoch, register_tags, state
         )
     except STORE_ERRORS as exc:
-        raise store_error(exc, tracker.uri, f"finishing MLflow run {tracker.run_id}") from exc
+        raise store_error(
+            exc, tracker.uri, f"finishing MLflow run {tracker.run_id}", tracker.artifact_uri
+        ) from exc
 
 
 def _finish(
@@ -576,6 +582,11 @@ def _finish(
         # A search re-run after it ended must not register its best model twice.
         existing = mlflow_runs.run_tags(tracker.run_id, tracker.uri).get(
             "kerasflow.registered_version"
+        ) or (  # registered, then killed before the tag was set
+            cfg.tracking.register_model
+            and mlflow_runs.registered_versions(
+                tracker.run_id, cfg.registered_model_name, tracker.uri
+            )
         )
         if state.done("model"):
             model_uri = state.data["model_uri"]
@@ -617,18 +628,27 @@ def _finish(
     )
 
 
+def _build(cfg: RunConfig, task, prepared) -> tuple[keras.Model, Any]:
+    """The compiled model and the task's training data, built before any MLflow run exists.
+
+    A model parameter or a schedule the config cannot have fails here, so a
+    config mistake never leaves a FAILED run behind.
+    """
+    dist = distribute.setup(cfg.train)  # cached: the strategy train() set up
+    # Again here, right before the weights are drawn, so that nothing done since
+    # train() started (data preparation) changes them.
+    set_seeds(cfg)
+    with dist.scope():
+        model = build_compiled_model(cfg, prepared, distribute.scaled_compile_config(cfg, dist))
+    return model, task.training_data(prepared, model)
+
+
 def _train(
-    cfg: RunConfig, task, prepared, tracker: RunTracker, state: RunState, work: Path
+    cfg: RunConfig, model, data, prepared, tracker: RunTracker, state: RunState, work: Path
 ) -> TrainResult:
     dist = distribute.setup(cfg.train)  # cached: the strategy train() set up
     # data.batch_size is the global batch, split over the replicas.
     steps = steps_per_epoch(cfg, prepared)
-    # Again here: MLflow names runs with Python's `random`, which Keras also draws
-    # initializer seeds from, so tracking on/off would otherwise change the weights.
-    set_seeds(cfg)
-    with dist.scope():
-        model = build_compiled_model(cfg, prepared, distribute.scaled_compile_config(cfg, dist))
-    data = task.training_data(prepared, model)
     out = work / "artifacts"
     out.mkdir(parents=True, exist_ok=True)
     if not tracker.resumed:
@@ -637,6 +657,8 @@ def _train(
     trained = work / TRAINED_WEIGHTS
     if state.data.get("fit_done") and trained.is_file():  # a re-run after a failed finish
         log.info("training already finished in this run; finishing it (%s)", trained)
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # the file holds its state too
         model.load_weights(str(trained))
         history = _logged_history(tracker)
         return finish_run(
