@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
+from kerasflow.errors import ServingError
 from kerasflow.serving.predictor import (
     DEFAULT_MAX_PAYLOAD_MB,
     FIELDS_HELP,
@@ -73,12 +74,26 @@ class ServingModel(PythonModel):
     """Serves a kerasflow SavedModel export through a :class:`Predictor`."""
 
     def load_context(self, context):
+        """Load the SavedModel artifact once its graph ops and its own digest claim check out.
+
+        MLflow's loader has already trusted this folder's ``MLmodel``, so only the
+        tracking-store check of ``kerasflow serve`` can vouch for it; here an export
+        whose files no longer match the digest it was written with is refused.
+        """
+        from kerasflow.serving.digest import claimed_digest, content_digest
+        from kerasflow.serving.trust import check_saved_model_graph
+
         config = context.model_config or {}
         payload = float(config.get("max_payload_mb", DEFAULT_MAX_PAYLOAD_MB))
-        self._predictor = Predictor.from_export(
-            Path(context.artifacts[SAVED_MODEL_ARTIFACT]),
-            Limits(max_payload_bytes=int(payload * 1e6)),
-        )
+        saved = Path(context.artifacts[SAVED_MODEL_ARTIFACT])
+        check_saved_model_graph(saved)
+        claimed, actual = claimed_digest(saved), content_digest(saved)
+        if claimed != actual:
+            raise ServingError(
+                f"{saved} is refused: its content digest {actual} is not the one it was "
+                f"exported with ({claimed}); its files changed after export. Export it again."
+            )
+        self._predictor = Predictor.from_export(saved, Limits(max_payload_bytes=int(payload * 1e6)))
 
     def predict(self, context, model_input, params=None):
         columns = _as_columns(model_input)

@@ -1,7 +1,9 @@
 """A small standard-library HTTP server for any kerasflow SavedModel export.
 
-``kerasflow serve`` runs MLflow's scoring server; this one needs nothing but
-TensorFlow and the export folder, for quick checks and embedded use.
+``kerasflow serve`` runs kerasflow's ASGI app; this one needs nothing but the
+standard library, TensorFlow and the export folder, for quick checks and
+embedded use. It loads an export only after the same checks as ``serve``
+(graph ops, content digest).
 ``POST /invocations`` with an image body (``Content-Type: image/...``) or JSON
 ``{"b64": [...]}`` (or ``{"instances": [{"b64": ...}]}``) answers
 ``{"predictions": [...]}``, each prediction as the export's task writes it
@@ -130,13 +132,30 @@ def make_server(
     host: str = "127.0.0.1",
     port: int = 8080,
     max_payload_mb: float = 16.0,
+    digest: str | None = None,
+    trust_saved_model: bool = False,
+    uri: str | None = None,
 ) -> ThreadingHTTPServer:
     """An HTTP server (not yet started) for a kerasflow export; call ``serve_forever()``.
+
+    The export is checked as ``kerasflow serve`` checks it before anything of it
+    is loaded: no file-system or process ops in its graph, and a content digest
+    that the tracking store (``uri``) records or that ``digest`` names
+    (:func:`kerasflow.serving.mlflow_model.verify_export`).
 
     Args:
         export_dir: a version folder, or the TF Serving base folder (its highest version).
         port: 0 picks a free port (``server.server_address[1]``).
+        digest: the export's digest as ``kerasflow export`` printed it.
+        trust_saved_model: load it even when its digest is unknown (logged as a warning).
+        uri: the tracking store to look the digest up in (default: the usual one).
+
+    Raises:
+        ServingError: not a kerasflow export, forbidden graph ops, or an unknown digest.
     """
+    from kerasflow.serving.mlflow_model import verify_export
+    from kerasflow.serving.trust import check_saved_model_graph
+
     path = Path(export_dir)
     if not (path / "saved_model.pb").is_file():
         versions = [p for p in path.iterdir() if p.name.isdigit()] if path.is_dir() else []
@@ -151,4 +170,6 @@ def make_server(
         raise ServingError(
             f"{path} is not a kerasflow export: {meta_file} is missing or names no known task."
         )
+    check_saved_model_graph(path)
+    verify_export(path, str(path), uri, digest, trust_saved_model)
     return _ExportServer((host, int(port)), path, metadata, int(max_payload_mb * 1e6))

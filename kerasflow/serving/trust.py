@@ -155,8 +155,6 @@ def check_serving_folder(path: str | os.PathLike) -> tuple[Path, dict]:
     """
     import yaml
 
-    from kerasflow.serving import pyfunc_code
-
     path = Path(path)
     mlmodel = path / "MLmodel"
     if not mlmodel.is_file():
@@ -184,7 +182,7 @@ def check_serving_folder(path: str | os.PathLike) -> tuple[Path, dict]:
     code = flavor.get("model_code_path")
     if not isinstance(code, str) or Path(code).name != CODE_FILE:
         raise _refuse(path, f"model_code_path is {code!r}, not kerasflow's {CODE_FILE}")
-    ours = Path(pyfunc_code.__file__).read_bytes()
+    ours = Path(__file__).with_name(CODE_FILE).read_bytes()  # read, not imported: no cycle
     if not (path / CODE_FILE).is_file() or (path / CODE_FILE).read_bytes() != ours:
         raise _refuse(path, f"its {CODE_FILE} is missing or differs from kerasflow's")
     config = flavor.get("config") or {}

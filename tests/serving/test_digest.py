@@ -154,7 +154,10 @@ def _foreign_serving_folder(good, export_dir, tmp_path, canary):
 def test_serve_refuses_foreign_folders_through_runs_and_models_uris(
     served_run, export_dir, tracking_uri, tmp_path
 ):
-    """Exit 2 for every case, each named in the message, and the canary is never written."""
+    """Exit 2 for every case, each named in the message, and the canary is never written.
+
+    (The same folders as local paths: the last two cases here and tests/serving/test_trust.py.)
+    """
     from kerasflow.cli import cli
     from kerasflow.serving import mlflow_model as tracked
 
@@ -182,10 +185,12 @@ def test_serve_refuses_foreign_folders_through_runs_and_models_uris(
         f"runs:/{runs['foreign']}/serving_model": "WriteFile (in __inference_serve",
         "models:/evil-tampered/1": "differs from the recorded one (tag kerasflow.export_digest",
         f"runs:/{runs['tampered']}/serving_model": f"differs from the recorded one (tag {TAG} of run",
+        f"{foreign} --trust-saved-model": "WriteFile (in __inference_serve",
+        str(tampered): "no trusted record holds its content digest",
     }
-    # Two through real `kerasflow serve` processes (started first: their start-up is mostly
+    # One through a real `kerasflow serve` process (started first: its start-up is mostly
     # importing TensorFlow), every case through the same CLI in this process.
-    in_subprocess = ["models:/evil-loader/1", "models:/evil-foreign/1 --trust-saved-model"]
+    in_subprocess = ["models:/evil-loader/1"]
     procs = {
         case: subprocess.Popen(
             [sys.executable, "-m", "kerasflow", "serve", *case.split(), "--port", "1"],
@@ -211,3 +216,18 @@ def test_serve_refuses_foreign_folders_through_runs_and_models_uris(
         assert proc.returncode == 2, (case, stderr[-2000:])
         assert cases[case] in stderr, (case, stderr[-2000:])
     assert not canary.exists()
+
+
+def test_mlflow_pyfunc_loader_refuses_an_export_changed_after_export(export_dir, tmp_path):
+    """`mlflow models serve` path: the folder's MLmodel is MLflow's to trust, the weights are not."""
+    import mlflow
+
+    from kerasflow.errors import ServingError
+    from kerasflow.serving import mlflow_model as tracked
+
+    good = tracked.save_serving_model(export_dir, tmp_path / "good", 0.5)
+    assert mlflow.pyfunc.load_model(str(good)).metadata.flavors["python_function"]
+    tampered = shutil.copytree(good, tmp_path / "tampered")
+    _flip_variables(tampered / "artifacts" / export_dir.name)
+    with pytest.raises(ServingError, match="its files changed after export"):
+        mlflow.pyfunc.load_model(str(tampered))

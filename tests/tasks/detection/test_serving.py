@@ -111,7 +111,7 @@ def _post(url, body, content_type):
 
 
 def test_http_request_returns_boxes_as_json(exported):
-    server = make_server(exported.path.parent, port=0, max_payload_mb=0.01)
+    server = make_server(exported.path.parent, port=0, max_payload_mb=0.01, digest=exported.digest)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/invocations"
