@@ -31,7 +31,7 @@ from kerasflow.tasks import plots
 from kerasflow.tasks.base import metric_mode
 from kerasflow.tracking import MlflowCallback, RunTracker, model_registry, start_tracker
 from kerasflow.tracking import runs as mlflow_runs
-from kerasflow.training import custom_loop, distribute
+from kerasflow.training import custom_loop, distribute, robustness
 from kerasflow.training import evaluate as evaluation
 from kerasflow.training.compile import build_compiled_model, steps_per_epoch
 
@@ -410,8 +410,9 @@ def finish_run(
             "loss"
         ]
     )
+    robustness.add_robustness(model, data, report, out, task, contract, cfg.evaluate)
     evaluation.add_run_explanations(model, data, report, out, task, cfg.train, tracker.run_id)
-    test_metrics = task.scalar_metrics(report)
+    test_metrics = {**task.scalar_metrics(report), **robustness.scalar_metrics(report)}
     tracker.log_metrics(test_metrics)
     # The model carries its contract: export, serve and evaluate read it from the run.
     tracker.log_dict(contract, model_registry.CONTRACT_FILE)

@@ -126,6 +126,15 @@ class DetectionTask(Task):
         grid = Path(out_dir) / f"predictions_{split}.png" if out_dir is not None else None
         return evaluate_detection(model, box_data(data), split, grid_path=grid)
 
+    def robustness_score(self, model, data, split: str, contract: dict, transform=None) -> float:
+        """mAP@0.5 of the split, its box data's images passed through ``transform``."""
+        from kerasflow.pipelines.corruptions import TransformedData
+        from kerasflow.tasks.detection.evaluation import evaluate_detection
+
+        boxes = box_data(data)
+        view = boxes if transform is None else TransformedData(boxes, transform)
+        return float(evaluate_detection(model, view, split)[self.headline])
+
     def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
         from kerasflow.tasks.detection.evaluation import scalar_metrics
 
