@@ -7,7 +7,7 @@ corruption families and severity parameters, applied to pipeline pixels
 - ``gaussian_noise``: additive N(0, s) with s = [0.08, 0.12, 0.18, 0.26, 0.38] x 255.
 - ``shot_noise``: Poisson photon noise, ``Poisson(x/255 * c) / c * 255``, c = [60, 25, 12, 5, 3].
 - ``gaussian_blur``: sigma = [1, 2, 3, 4, 6] pixels (spatial, see below).
-- ``defocus_blur``: a disk (defocus) kernel of radius [3, 4, 6, 8, 10] (spatial).
+- ``defocus_blur``: an anti-aliased disk (defocus) kernel of radius [3, 4, 6, 8, 10] (spatial).
 - ``jpeg``: JPEG re-encoding at quality [25, 18, 15, 10, 7].
 - ``brightness``: +[0.1, 0.2, 0.3, 0.4, 0.5] x 255 on the HSV value (on the gray level of a
   single-channel image).
@@ -86,11 +86,14 @@ def _gaussian_kernel(sigma: float, max_radius: int) -> tf.Tensor:
     return k / tf.reduce_sum(k)
 
 
-def _disk_kernel(radius: float, max_radius: int) -> tf.Tensor:
+def _disk_kernel(radius: float, max_radius: int, supersample: int = 8) -> tf.Tensor:
+    """A disk's area over each pixel (anti-aliased: a fractional radius still blurs)."""
     r = min(max(1, math.ceil(radius)), max_radius)
-    t = tf.range(-r, r + 1, dtype=tf.float32)
+    sub = (tf.range(supersample, dtype=tf.float32) + 0.5) / supersample - 0.5
+    t = tf.reshape(tf.range(-r, r + 1, dtype=tf.float32)[:, None] + sub[None, :], [-1])
     inside = tf.cast(t[:, None] ** 2 + t[None, :] ** 2 <= radius**2, tf.float32)
-    k = inside + 1e-6  # never all zero (a radius under one pixel is then a mean filter)
+    size = 2 * r + 1
+    k = tf.reduce_sum(tf.reshape(inside, [size, supersample, size, supersample]), axis=[1, 3])
     return k / tf.reduce_sum(k)
 
 
