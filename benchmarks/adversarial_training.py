@@ -4,7 +4,8 @@ Trains the packaged digits config twice per seed, once as it is and once with
 ``train.adversarial: {method: fgsm, epsilon: 4, ratio: 0.5}``, all runs on
 the one split of ``experiment.seed`` 42 (only the training seed changes),
 tracking off. Each model is scored on the test split: clean accuracy and
-PGD accuracy at epsilon 4 and 8 (10 steps of 2.5 x epsilon / 10, seeded random start).
+PGD accuracy at epsilon 4 and 8 (10 steps of 2.5 x epsilon / 10, seeded random start),
+PGD with 50 steps at epsilon 4, and the gradient-masking check (PGD at epsilon 32).
 
 Usage:
     python benchmarks/adversarial_training.py [--seeds 1 2 3] [--epsilon 4] [--out FILE]
@@ -46,9 +47,12 @@ def run(seed: int, adv_epsilon: float | None, work: str, prepared) -> dict:
     task = tasks.get(cfg.experiment.task)
     data = task.training_data(prepared, result.model)
     section = AdversarialEvalConfig(epsilons=[4.0, 8.0], pgd_steps=10)
-    attacks = adversarial.evaluate_attacks(
-        result.model, data, "test", task, task.contract(result.model, data), section, seed=0
-    )
+    contract = task.contract(result.model, data)
+    attacks = adversarial.evaluate_attacks(result.model, data, "test", task, contract, section)
+    strong = adversarial.evaluate_attacks(
+        result.model, data, "test", task, contract,
+        AdversarialEvalConfig(epsilons=[4.0], pgd_steps=50), seed=1,
+    )  # fmt: skip
     return {
         "seed": seed,
         "adversarial_training": adv_epsilon,
@@ -56,6 +60,9 @@ def run(seed: int, adv_epsilon: float | None, work: str, prepared) -> dict:
         "fgsm_eps4_accuracy": attacks["fgsm"][0],
         "pgd_eps4_accuracy": attacks["pgd"][0],
         "pgd_eps8_accuracy": attacks["pgd"][1],
+        "pgd50_eps4_accuracy": strong["pgd"][0],
+        "pgd_eps32_accuracy": attacks["pgd_large"],
+        "gradient_masking_suspected": attacks["gradient_masking"]["suspected"],
         "train_seconds": seconds,
     }
 
@@ -78,7 +85,14 @@ def main() -> None:
         arm_rows = [r for r in rows if r["adversarial_training"] == key]
         summary[arm] = {
             metric: statistics.mean(r[metric] for r in arm_rows)
-            for metric in ("clean_accuracy", "pgd_eps4_accuracy", "pgd_eps8_accuracy")
+            for metric in (
+                "clean_accuracy",
+                "fgsm_eps4_accuracy",
+                "pgd_eps4_accuracy",
+                "pgd50_eps4_accuracy",
+                "pgd_eps8_accuracy",
+                "pgd_eps32_accuracy",
+            )
         }
     out = {
         "benchmark": "adversarial_training",

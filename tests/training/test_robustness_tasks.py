@@ -71,7 +71,8 @@ def test_detection_scores_map50_of_its_box_data_under_corruptions(tmp_path):
     root = synthetic.write_shapes_detection(tmp_path / "det", num_images=24, size=64, seed=1)
     task, model, data, contract = _setup(
         {"source": str(root / "annotations.json"), "image_size": [64, 64], "channels": 3,
-         "resize": "pad", "detection": {"max_boxes": 8}},
+         "resize": "pad", "detection": {"max_boxes": 8},
+         "split": {"train": 0.5, "validation": 0.25, "test": 0.25}},
         {"name": "centernet", "params": {"backbone_params": {"width_multiplier": 0.25},
                                          "neck_filters": 16, "head_filters": 16}},
         "detection",
