@@ -64,11 +64,17 @@ class ChanceCheck:
     reason: str = ""
 
 
+# Metric names where lower is better beside losses and errors: an explanation's deletion AUC,
+# its correlation left after model randomisation, the gradient-masking flag.
+LOWER_IS_BETTER = ("deletion_auc", "randomization_spearman", "gradient_masking")
+
+
 def metric_mode(name: str, mode: str = "auto") -> str:
-    """``min`` for names with ``loss`` or ``error`` when ``mode`` is ``auto``, else ``max``."""
+    """``min`` for losses, errors and :data:`LOWER_IS_BETTER` names when ``mode`` is ``auto``."""
     if mode != "auto":
         return mode
-    return "min" if ("loss" in name or "error" in name) else "max"
+    lower = "loss" in name or "error" in name or name.endswith(LOWER_IS_BETTER)
+    return "min" if lower else "max"
 
 
 def safe_metric_name(name) -> str:

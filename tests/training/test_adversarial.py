@@ -88,3 +88,13 @@ def test_adversarial_training_step_fits_on_attacked_images():
     assert attacked > clean + 0.1 and clean < half < attacked + 1e-6
     with pytest.raises(ConfigError, match="classification and multilabel"):
         adversarial.install(linear_model(), tasks.get("segmentation"), AdversarialTrainingConfig())
+
+
+def test_lower_is_better_for_deletion_auc_randomization_and_masking():
+    from kerasflow.tasks.base import metric_mode
+
+    assert metric_mode("explain_gradcam_deletion_auc") == "min"
+    assert metric_mode("explain_gradcam_randomization_spearman") == "min"
+    assert metric_mode("test_adversarial_gradient_masking") == "min"
+    assert metric_mode("explain_gradcam_insertion_auc") == "max"
+    assert metric_mode("test_pgd_eps4_accuracy") == "max"
