@@ -11,7 +11,7 @@ corruption families and severity parameters, applied to pipeline pixels
 - ``jpeg``: JPEG re-encoding at quality [25, 18, 15, 10, 7].
 - ``brightness``: +[0.1, 0.2, 0.3, 0.4, 0.5] x 255 on the HSV value (on the gray level of a
   single-channel image).
-- ``contrast``: pixels pulled to the image mean by factors [0.4, 0.3, 0.2, 0.1, 0.05].
+- ``contrast``: pixels pulled to the image's per-channel mean by factors [0.4, 0.3, 0.2, 0.1, 0.05].
 - ``pixelate``: down to [0.6, 0.5, 0.4, 0.3, 0.25] of the side (box average), back with
   nearest neighbours.
 
@@ -133,7 +133,7 @@ def _brightness(images, c):
 
 
 def _contrast(images, c):
-    mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+    mean = tf.reduce_mean(images, axis=[1, 2], keepdims=True)  # per channel, as ImageNet-C
     return (images - mean) * c + mean
 
 
