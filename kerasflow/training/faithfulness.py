@@ -95,11 +95,16 @@ def curves(model, images, ranks, targets, steps: int = 20, baseline: str = "zero
     }
 
 
+def average_ranks(values) -> np.ndarray:
+    """Ranks (0-based) of a 1-D array, tied values sharing their mean rank."""
+    _, inverse, counts = np.unique(np.ravel(values), return_inverse=True, return_counts=True)
+    end = np.cumsum(counts)
+    return ((end - counts + end - 1) / 2.0)[inverse]
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation of two maps (0 when either is constant)."""
-    from scipy.stats import rankdata
-
-    ra, rb = rankdata(np.ravel(a)), rankdata(np.ravel(b))
+    ra, rb = average_ranks(a), average_ranks(b)
     if ra.std() == 0 or rb.std() == 0:
         return 0.0
     return float(np.corrcoef(ra, rb)[0, 1])

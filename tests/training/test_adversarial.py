@@ -98,3 +98,16 @@ def test_lower_is_better_for_deletion_auc_randomization_and_masking():
     assert metric_mode("test_adversarial_gradient_masking") == "min"
     assert metric_mode("explain_gradcam_insertion_auc") == "max"
     assert metric_mode("test_pgd_eps4_accuracy") == "max"
+
+
+def test_spearman_uses_average_ranks_for_ties():
+    from kerasflow.training.faithfulness import average_ranks, spearman
+
+    np.testing.assert_allclose(average_ranks([3.0, 1.0, 3.0, 2.0]), [2.5, 0.0, 2.5, 1.0])
+    a = np.array([[0.0, 0.0], [1.0, 5.0]])
+    assert spearman(a, a * 2 + 1) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert spearman(a, np.ones_like(a)) == 0.0
+    # Ties at zero: ranks [0.5, 0.5, 2, 3] vs [0, 1, 2, 3] -> Pearson of the ranks.
+    expected = np.corrcoef([0.5, 0.5, 2, 3], [0, 1, 2, 3])[0, 1]
+    assert spearman(a, np.array([[0.0, 0.1], [1.0, 5.0]])) == pytest.approx(expected)
