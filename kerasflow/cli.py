@@ -204,8 +204,14 @@ def _join_cluster(config, overrides, cfg, workers, worker_index):
     is_flag=True,
     help="Also log the report files to the model's MLflow run (evaluation/<split>/).",
 )
+@click.option(
+    "--robustness",
+    is_flag=True,
+    help="Add corruption and adversarial robustness and explanation faithfulness "
+    "(evaluate.robustness=true; settings under evaluate.* with --set).",
+)
 @_set_option
-def evaluate(model, config, split, out_dir, log_to_run, overrides):
+def evaluate(model, config, split, out_dir, log_to_run, robustness, overrides):
     """Evaluate MODEL (models:/NAME@alias, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file)."""
     from kerasflow.training.evaluate import evaluate_model
 
@@ -214,13 +220,18 @@ def evaluate(model, config, split, out_dir, log_to_run, overrides):
         config,
         split=split,
         out_dir=out_dir,
-        overrides=list(overrides),
+        overrides=[*overrides, *(["evaluate.robustness=true"] if robustness else [])],
         log_to_run=log_to_run,
     )
     from kerasflow import tasks
+    from kerasflow.training.robustness import scalar_metrics as robustness_metrics
 
     click.echo(f"{split} split: {report['num_examples']} examples")
-    for key, value in tasks.get(report["task"]).scalar_metrics(report, prefix="").items():
+    scores = {
+        **tasks.get(report["task"]).scalar_metrics(report, prefix=""),
+        **robustness_metrics(report, prefix=""),
+    }
+    for key, value in scores.items():
         click.echo(f"  {key:<18} {value:.4f}")
     click.echo(f"Report written to {written}")
     click.echo(f"HTML report:       {written / f'report_{split}.html'}")

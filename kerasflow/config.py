@@ -1,7 +1,7 @@
 """The run config: one YAML file, validated by pydantic, with clear errors.
 
 Sections: ``experiment``, ``data``, ``model``, ``compile``, ``train``,
-``tracking`` (and ``tune``, ``export`` where those features use them). Every
+``tracking``, ``evaluate`` (and ``tune``, ``export`` where those features use them). Every
 field has a default, so an empty file is a valid config (the digits demo).
 
 Example:
@@ -445,6 +445,20 @@ class EarlyStoppingConfig(MonitorConfig):
     min_delta: float = 0.0
 
 
+class AdversarialTrainingConfig(Section):
+    """``train.adversarial``: train on a mix of clean and attacked images (classification, multilabel)."""
+
+    method: Literal["fgsm", "pgd"] = "fgsm"
+    epsilon: float = Field(default=4.0, gt=0, description="L-inf radius in pixel levels (0..255)")
+    ratio: float = Field(
+        default=0.5, gt=0, le=1, description="share of each batch replaced by its attacked images"
+    )
+    steps: int = Field(default=7, ge=1, description="PGD steps")
+    step_size: float | None = Field(
+        default=None, gt=0, description="PGD step in pixel levels (default 2.5 x epsilon / steps)"
+    )
+
+
 class TrainConfig(Section):
     epochs: int = Field(default=30, ge=1)
     steps_per_epoch: int | None = Field(default=None, ge=1)
@@ -472,6 +486,9 @@ class TrainConfig(Section):
         default=4, ge=0, description="test images explained in every run's report (0: off)"
     )
     explain_method: Literal["gradcam", "gradcam++", "saliency", "integrated_gradients"] = "gradcam"
+    adversarial: AdversarialTrainingConfig | None = Field(
+        default=None, description="adversarial training (off when absent)"
+    )
 
 
 # ------------------------------------------------------------------ tracking
@@ -499,6 +516,74 @@ class TrackingConfig(Section):
     @classmethod
     def _plain_names(cls, value):
         return plain_name(value)
+
+
+# ------------------------------------------------------------------ evaluate
+CorruptionName = Literal[
+    "gaussian_noise", "shot_noise", "gaussian_blur", "defocus_blur",
+    "jpeg", "brightness", "contrast", "pixelate",
+]  # fmt: skip
+ExplainMethod = Literal["gradcam", "gradcam++", "saliency", "integrated_gradients"]
+
+
+class CorruptionEvalConfig(Section):
+    enabled: bool = True
+    names: list[CorruptionName] = Field(
+        default_factory=lambda: list(CorruptionName.__args__), min_length=1
+    )
+    severities: list[Literal[1, 2, 3, 4, 5]] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5], min_length=1
+    )
+
+
+class AdversarialEvalConfig(Section):
+    enabled: bool = True
+    epsilons: list[float] = Field(
+        default_factory=lambda: [1.0, 2.0, 4.0, 8.0],
+        min_length=1,
+        description="L-inf radii in pixel levels (0..255)",
+    )
+    large_epsilon: float = Field(
+        default=32.0, gt=0, description="gradient-masking check: PGD must reach ~0 here"
+    )
+    pgd_steps: int = Field(default=10, ge=1)
+    pgd_step_size: float | None = Field(
+        default=None, gt=0, description="pixel levels per step (default 2.5 x epsilon / steps)"
+    )
+    images: int | None = Field(default=None, ge=1, description="attack at most this many images")
+
+    @field_validator("epsilons")
+    @classmethod
+    def _positive(cls, value):
+        if any(e <= 0 for e in value):
+            raise ValueError(f"epsilons must be positive. Received: {value}")
+        return value
+
+
+class FaithfulnessEvalConfig(Section):
+    enabled: bool = True
+    methods: list[ExplainMethod] = Field(default_factory=lambda: list(ExplainMethod.__args__))
+    images: int = Field(default=32, ge=1, description="images whose maps are scored")
+    steps: int = Field(default=20, ge=2, description="points of each deletion/insertion curve")
+    baseline: Literal["zeros", "mean"] = Field(
+        default="zeros", description="value of removed pixels: black, or the image's mean"
+    )
+    randomization_images: int = Field(
+        default=8, ge=0, description="images of the cascading randomisation check (0: off)"
+    )
+
+
+class EvaluateConfig(Section):
+    """``evaluate:``: robustness and explanation faithfulness in the report (off by default)."""
+
+    robustness: bool = Field(
+        default=False,
+        description="add corruption, adversarial and explanation-faithfulness results",
+    )
+    seed: int = 0
+    corruption: CorruptionEvalConfig = Field(default_factory=CorruptionEvalConfig)
+    adversarial: AdversarialEvalConfig = Field(default_factory=AdversarialEvalConfig)
+    faithfulness: FaithfulnessEvalConfig = Field(default_factory=FaithfulnessEvalConfig)
 
 
 # -------------------------------------------------------------------- export
@@ -622,6 +707,7 @@ class RunConfig(Section):
     compile: CompileConfig = Field(default_factory=CompileConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tune: TuneConfig | None = None
     export: ExportConfig | None = Field(
         default=None, description="write a serving SavedModel after training (off when absent)"
@@ -666,12 +752,16 @@ class RunConfig(Section):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
-    def fingerprint(self, exclude: tuple[str, ...] = ("tracking", "tune", "export")) -> str:
+    def fingerprint(
+        self, exclude: tuple[str, ...] = ("tracking", "tune", "export", "evaluate")
+    ) -> str:
         """A short stable hash of the config that decides what is trained.
 
         Runs with the same fingerprint resume each other's backups.
         """
         data = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        if data.get("train", {}).get("adversarial", 0) is None:  # hashes as before the field
+            del data["train"]["adversarial"]
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

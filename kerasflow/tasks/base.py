@@ -64,11 +64,17 @@ class ChanceCheck:
     reason: str = ""
 
 
+# Metric names where lower is better beside losses and errors: an explanation's deletion AUC,
+# its correlation left after model randomisation, the gradient-masking flag.
+LOWER_IS_BETTER = ("deletion_auc", "randomization_spearman", "gradient_masking")
+
+
 def metric_mode(name: str, mode: str = "auto") -> str:
-    """``min`` for names with ``loss`` or ``error`` when ``mode`` is ``auto``, else ``max``."""
+    """``min`` for losses, errors and :data:`LOWER_IS_BETTER` names when ``mode`` is ``auto``."""
     if mode != "auto":
         return mode
-    return "min" if ("loss" in name or "error" in name) else "max"
+    lower = "loss" in name or "error" in name or name.endswith(LOWER_IS_BETTER)
+    return "min" if lower else "max"
 
 
 def safe_metric_name(name) -> str:
@@ -91,6 +97,8 @@ class Task:
         explainable: the run's report includes explanation overlays.
         multi_worker: its data can be sharded per worker for the multi-worker loop.
         output_activation: the head's activation (``softmax`` or ``sigmoid``).
+        adversarial: FGSM/PGD attacks are defined (:meth:`attack_loss`): adversarial
+            evaluation and ``train.adversarial`` apply.
     """
 
     name: str = ""
@@ -104,6 +112,7 @@ class Task:
     explainable: bool = False
     multi_worker: bool = True
     output_activation: str = "softmax"
+    adversarial: bool = False
 
     # ------------------------------------------------------------ config
     def loss_name(self, compile_config) -> str:
@@ -243,6 +252,21 @@ class Task:
     def report(self, targets, scores, contract: dict) -> dict:
         """The task's metrics of a split's targets and the model's outputs."""
         raise NotImplementedError
+
+    def robustness_score(self, model, data, split: str, contract: dict, transform=None) -> float:
+        """The :attr:`headline` score of a split whose batched datasets pass through ``transform``.
+
+        ``transform(dataset) -> dataset`` changes images only (a corruption), so
+        the split's targets still hold. None scores the split as it is.
+        """
+        from kerasflow.pipelines.corruptions import TransformedData
+
+        view = data if transform is None else TransformedData(data, transform)
+        return float(self.evaluate(model, view, split, contract)[self.headline])
+
+    def attack_loss(self, logits, targets):
+        """Per-example loss an adversary raises (tensors of a batch); tasks with :attr:`adversarial`."""
+        raise NotImplementedError(f"task {self.name!r} has no adversarial attack loss")
 
     def write_figures(self, report: dict, targets, scores, data, split: str, out: Path) -> list:
         """The report's PNG figures in ``out``; returns their paths."""

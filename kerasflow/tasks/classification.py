@@ -185,6 +185,7 @@ class ClassificationTask(Task):
     monitor = "val_accuracy"
     champion = "test_accuracy"
     explainable = True
+    adversarial = True
 
     def accepts_metric(self, name: str) -> bool:
         return name in METRICS or bool(_TOP_K.match(name))
@@ -202,6 +203,12 @@ class ClassificationTask(Task):
 
     def write_figures(self, report, targets, scores, data, split: str, out: Path) -> list[Path]:
         return write_figures(report, targets, scores, data, split, out)
+
+    def attack_loss(self, logits, targets):
+        import tensorflow as tf
+
+        labels = tf.reshape(tf.cast(targets, tf.int32), [-1])
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
 
     def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
         return {f"{prefix}{k}": report[k] for k in SCALAR_KEYS if report.get(k) is not None}

@@ -52,6 +52,7 @@ class MultilabelTask(Task):
     champion = "test_micro_f1"
     explainable = True
     output_activation = "sigmoid"
+    adversarial = True
 
     def loss(self, compile_config, num_classes: int):
         import keras
@@ -97,6 +98,14 @@ class MultilabelTask(Task):
 
     def write_figures(self, report, targets, scores, data, split: str, out: Path) -> list[Path]:
         return mlr.write_figures(report, targets, scores, out, split)
+
+    def attack_loss(self, logits, targets):
+        """Binary cross-entropy summed over the labels: the attack flips any label it can."""
+        import tensorflow as tf
+
+        labels = tf.cast(targets, tf.float32)
+        per_label = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+        return tf.reduce_sum(per_label, axis=-1)
 
     def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
         out = mlr.scalar_metrics(report, prefix)

@@ -308,3 +308,86 @@ def comparison_png(runs: list[str], metrics: dict[str, list[float | None]], path
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def corruption_curves_png(result: dict, path) -> Path:
+    """One small panel per corruption: the score per severity, the clean score dashed."""
+    names = list(result["scores"])
+    columns = min(4, max(1, len(names)))
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(3 * columns, 2.4 * rows), dpi=100, squeeze=False
+    )
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        ax.plot(result["severities"], result["scores"][name], marker="o")
+        ax.axhline(result["clean"], color="gray", linestyle="--", linewidth=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylim(0, 1.02)
+        ax.set_xticks(result["severities"])
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    fig.supxlabel("severity")
+    fig.supylabel(result["metric"])
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def epsilon_curve_png(result: dict, path) -> Path:
+    """FGSM and PGD score per epsilon (0..255 pixel scale), the clean score at 0."""
+    fig, ax = plt.subplots(figsize=CURVE_SIZE, dpi=100)
+    eps = [0.0, *result["epsilons"]]
+    ax.plot(eps, [result["clean"], *result["fgsm"]], marker="o", label="FGSM")
+    ax.plot(eps, [result["clean"], *result["pgd"]], marker="s", label="PGD")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("epsilon (L-inf, pixel levels of 255)")
+    ax.set_ylabel(result["metric"])
+    ax.set_title("adversarial robustness")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def deletion_insertion_png(methods: dict, path) -> Path:
+    """Deletion and insertion curves (mean class score) side by side, one line per method."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    for name, curve in methods.items():
+        style = {"linestyle": "--", "color": "gray"} if name == "random" else {}
+        left.plot(
+            curve["fractions"], curve["deletion"],
+            label=f"{name} (AUC {curve['deletion_auc']:.3f})", **style,
+        )  # fmt: skip
+        right.plot(
+            curve["fractions"], curve["insertion"],
+            label=f"{name} (AUC {curve['insertion_auc']:.3f})", **style,
+        )  # fmt: skip
+    for ax, title in (
+        (left, "deletion (lower is better)"),
+        (right, "insertion (higher is better)"),
+    ):
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("fraction of pixels removed / revealed")
+        ax.set_ylabel("class score")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def randomization_png(result: dict, path) -> Path:
+    """Spearman correlation with the trained model's maps as layers are randomised, per method."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(result["layers"]) + 2), 4.5), dpi=100)
+    x = np.arange(1, len(result["layers"]) + 1)
+    for method, values in result["spearman"].items():
+        ax.plot(x, values, marker="o", label=method)
+    ax.set_xticks(x)
+    ax.set_xticklabels(result["layers"], rotation=45, ha="right", fontsize=8)
+    ax.set_ylim(-0.2, 1.02)
+    ax.set_ylabel("Spearman rank correlation")
+    ax.set_title("cascading randomisation (top layer first)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

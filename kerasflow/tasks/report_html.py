@@ -23,6 +23,10 @@ FIGURES = (
     ("segmentation_examples_{split}.png", "Image / true mask / predicted mask"),
     ("predictions_{split}.png", "Predicted boxes (true boxes in white)"),
     ("per_label_{split}.png", "Per label: F1 and average precision"),
+    ("corruption_curves_{split}.png", "Corruption robustness: score per severity"),
+    ("adversarial_{split}.png", "Adversarial robustness: score per epsilon (0..255 pixels)"),
+    ("faithfulness_{split}.png", "Explanation faithfulness: deletion and insertion curves"),
+    ("randomization_{split}.png", "Cascading model randomisation (sanity check)"),
 )
 EXPLANATIONS = "explanations_{split}_*.png"
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kerasflow.errors import TrackingError
+from kerasflow.tasks.base import metric_mode
 
 DEFAULT_METRICS = (
     "test_accuracy",
@@ -54,14 +55,13 @@ class Comparison:
         ]
 
     def best(self, metric: str) -> str | None:
-        """Run id with the best value of ``metric`` (lowest for loss/error metrics)."""
+        """Run id with the best value of ``metric`` (lowest where :func:`metric_mode` says min)."""
         col = self.metrics.index(metric)
         scored = [(v[col], r.run_id) for r, v in zip(self.runs, self.values, strict=True)]
         scored = [s for s in scored if s[0] is not None]
         if not scored:
             return None
-        lower = "loss" in metric or "error" in metric
-        return (min if lower else max)(scored)[1]
+        return (min if metric_mode(metric) == "min" else max)(scored)[1]
 
     def to_text(self) -> str:
         """A fixed-width table, runs in rows, with the best value of each metric starred."""

@@ -99,4 +99,11 @@ def build_compiled_model(cfg, prepared, compile_config=None) -> keras.Model:
     compile_config = compile_config or cfg.compile
     model = task.build_model(cfg, prepared)
     steps = steps_per_epoch(cfg, prepared)
-    return compile_model(model, task, compile_config, steps, cfg.train.epochs, prepared.num_classes)
+    model = compile_model(
+        model, task, compile_config, steps, cfg.train.epochs, prepared.num_classes
+    )
+    if cfg.train.adversarial is not None:
+        from kerasflow.training import adversarial
+
+        adversarial.install(model, task, cfg.train.adversarial)
+    return model

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from kerasflow.errors import DataError
-from kerasflow.tasks import report_html
+from kerasflow.tasks import report_html, robustness_report
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def write_report_files(report: dict, out_dir, split: str, task, run_id: str | No
     html = report_html.render(
         report,
         report_html.figures_in(out, split),
-        task.html_section(report),
+        task.html_section(report) + robustness_report.html_section(report),
         run_id=run_id or report.get("run_id"),
     )
     path = out / f"report_{split}.html"
@@ -136,7 +136,8 @@ def evaluate_model(
             ``evaluation/<split>/``.
 
     Like a training run's report, it includes ``train.explain_images`` explanation
-    overlays (classification). An MLflow model is scored with the contract
+    overlays (classification), and with ``evaluate.robustness`` the corruption,
+    adversarial and faithfulness results (:mod:`kerasflow.training.robustness`). An MLflow model is scored with the contract
     stored with it (class names, thresholds); only a bare ``.keras`` file has its
     contract derived from the data again.
 
@@ -149,6 +150,7 @@ def evaluate_model(
     """
     from kerasflow import tasks
     from kerasflow.tracking import model_registry as registry
+    from kerasflow.training import robustness
 
     cfg = registry.config_for_model(model, config, overrides)
     keras_model = registry.load_model(model, cfg.tracking.uri)
@@ -170,6 +172,7 @@ def evaluate_model(
     out = Path(out_dir) if out_dir else Path("evaluation") / split
     report = evaluate_split(keras_model, data, split, task, contract, out_dir=out, run_id=run_id)
     report["model"] = model
+    robustness.add_robustness(keras_model, data, report, out, task, contract, cfg.evaluate)
     add_run_explanations(keras_model, data, report, out, task, cfg.train, run_id)
     if log_to_run:
         from kerasflow.errors import TrackingError
@@ -179,6 +182,7 @@ def evaluate_model(
         if run_id is None:
             raise TrackingError(f"{model} is not an MLflow model; there is no run to log to.")
         tracker = RunTracker(resolve_tracking_uri(cfg.tracking.uri), run_id)
+        tracker.log_metrics(robustness.scalar_metrics(report, prefix=f"{split}_"))
         for path in sorted(out.iterdir()):
             if path.is_file():
                 tracker.log_artifact(path, f"evaluation/{split}")

@@ -43,7 +43,7 @@ from kerasflow.tasks.base import metric_mode
 from kerasflow.tracking import MlflowCallback, RunTracker, model_registry, start_tracker
 from kerasflow.tracking import runs as mlflow_runs
 from kerasflow.tracking.tracker import STORE_ERRORS, store_error
-from kerasflow.training import backup, custom_loop, distribute, run_lock, signals
+from kerasflow.training import backup, custom_loop, distribute, robustness, run_lock, signals
 from kerasflow.training import evaluate as evaluation
 from kerasflow.training.compile import build_compiled_model, steps_per_epoch
 
@@ -562,8 +562,9 @@ def _finish(
             "loss"
         ]
     )
+    robustness.add_robustness(model, data, report, out, task, contract, cfg.evaluate)
     evaluation.add_run_explanations(model, data, report, out, task, cfg.train, tracker.run_id)
-    test_metrics = task.scalar_metrics(report)
+    test_metrics = {**task.scalar_metrics(report), **robustness.scalar_metrics(report)}
     if not state.done("test_metrics"):
         tracker.log_metrics(test_metrics)
         state.mark("test_metrics")

@@ -11,6 +11,7 @@ the report is COCO mAP with per-class APs and a grid of predicted boxes.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 from kerasflow.tasks import report_html
@@ -61,6 +62,9 @@ class DetectionTask(Task):
     monitor = "val_map"
     champion = "test_map50"
     multi_worker = False  # box data has no per-worker sharding plan
+
+    def __init__(self):
+        self._detectors = weakref.WeakKeyDictionary()  # model -> traced decoding detector
 
     def epoch_metric_names(self) -> list[str]:
         return ["map50", "map"]
@@ -125,6 +129,22 @@ class DetectionTask(Task):
 
         grid = Path(out_dir) / f"predictions_{split}.png" if out_dir is not None else None
         return evaluate_detection(model, box_data(data), split, grid_path=grid)
+
+    def robustness_score(self, model, data, split: str, contract: dict, transform=None) -> float:
+        """mAP@0.5 of the split, its box data's images passed through ``transform``.
+
+        The decoding detector is traced once per model and reused by the ~40 calls
+        of a corruption evaluation.
+        """
+        from kerasflow.pipelines.corruptions import TransformedData
+        from kerasflow.tasks.detection.evaluation import detector_fn, evaluate_detection
+
+        if model not in self._detectors:
+            self._detectors[model] = detector_fn(model)  # as evaluate() decodes
+        boxes = box_data(data)
+        view = boxes if transform is None else TransformedData(boxes, transform)
+        result = evaluate_detection(model, view, split, detect=self._detectors[model])
+        return float(result[self.headline])
 
     def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
         from kerasflow.tasks.detection.evaluation import scalar_metrics

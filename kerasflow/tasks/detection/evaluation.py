@@ -60,10 +60,13 @@ def predict_split(
 
 
 def evaluate_detection(
-    model, prepared, split: str = "test", grid_path=None, grid_images: int = 16
+    model, prepared, split: str = "test", grid_path=None, grid_images: int = 16, detect=None
 ) -> dict:
-    """mAP report of a split (and a grid of its images with boxes, when ``grid_path`` is set)."""
-    images, dets, gts = predict_split(model, prepared, split, limit=grid_images)
+    """mAP report of a split (and a grid of its images with boxes, when ``grid_path`` is set).
+
+    ``detect`` reuses a :func:`detector_fn` across calls (one trace for many evaluations).
+    """
+    images, dets, gts = predict_split(model, prepared, split, limit=grid_images, detect=detect)
     report = mean_average_precision(
         dets, gts, prepared.num_classes, class_names=prepared.class_names
     )

@@ -1,0 +1,113 @@
+"""FGSM and PGD against a hand-computed linear case; the masking check; adversarial training."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from kerasflow import tasks
+from kerasflow.config import AdversarialTrainingConfig
+from kerasflow.errors import ConfigError
+from kerasflow.training import adversarial
+
+CLS = tasks.get("classification")
+
+# Logits z = x . W + b of a flattened 2 x 2 x 1 image; columns are the classes.
+W = np.array([[1.0, 0.0], [-1.0, 1.0], [0.5, 0.5], [0.0, 2.0]], np.float32)
+
+
+def linear_model(name="lin"):
+    inputs = keras.Input((2, 2, 1), name=f"{name}_input")
+    x = keras.layers.Flatten()(inputs)
+    logits = keras.layers.Dense(2, name=f"{name}_logits")(x)
+    probs = keras.layers.Activation("softmax", name=f"{name}_probabilities")(logits)
+    model = keras.Model(inputs, probs, name=name)
+    model.get_layer(f"{name}_logits").set_weights([W, np.zeros(2, np.float32)])
+    return model
+
+
+def test_fgsm_and_pgd_match_the_hand_computed_step_of_a_linear_model():
+    # Cross-entropy of class 0: d loss / d x = W (p - e0) = p1 (W[:, 1] - W[:, 0]),
+    # so sign(grad) = sign([-1, 2, 0, 2]) = [-1, +1, 0, +1] whatever p1 > 0 is.
+    x = np.array([10.0, 20.0, 30.0, 253.0], np.float32).reshape(1, 2, 2, 1)
+    y = np.array([0])
+    model = linear_model()
+    expected = np.array([6.0, 24.0, 30.0, 255.0]).reshape(1, 2, 2, 1)  # 253 + 4 clips to 255
+    got = adversarial.fgsm(model, x, y, 4.0, CLS.attack_loss)
+    np.testing.assert_allclose(got, expected)
+    one_step = adversarial.pgd(
+        model, x, y, 4.0, CLS.attack_loss, steps=1, step_size=4.0, random_start=False
+    )
+    np.testing.assert_allclose(one_step, expected)
+    # Three steps of 3 from a random start: the gradient sign never changes, so every
+    # moving pixel ends on the ball's edge; the zero-gradient pixel keeps its start.
+    many = adversarial.pgd(model, x, y, 4.0, CLS.attack_loss, steps=3, step_size=3.0, seed=(3, 4))
+    np.testing.assert_allclose(many.ravel()[[0, 1, 3]], [6.0, 24.0, 255.0])
+    assert abs(many.ravel()[2] - 30.0) <= 4.0
+    assert np.abs(many - x).max() <= 4.0 + 1e-5
+    # The attack does what it is for: the true class's logit margin falls, 4 x 4 = 16 lower
+    # (margin z0 - z1 = x . [1, -2, 0, -2]: -536 before, -552 after, 255 clipped).
+    logits = adversarial.logit_model(model)
+    margin = [float(np.diff(np.asarray(logits(v))[0])[0]) * -1 for v in (x, got)]
+    assert margin == pytest.approx([-536.0, -552.0])
+
+
+def test_multilabel_attack_loss_pushes_every_label_away():
+    ml = tasks.get("multilabel")
+    logits = np.array([[2.0, -1.0]], np.float32)
+    loss = float(ml.attack_loss(logits, np.array([[1, 0]]))[0])
+    expected = np.log1p(np.exp(-2.0)) + np.log1p(np.exp(-1.0))
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_masking_check_flags_pgd_above_fgsm_and_no_collapse():
+    ok = adversarial.masking_check([2, 4], [0.8, 0.5], [0.79, 0.4], 0.0)
+    assert not ok["suspected"] and ok["reasons"] == []
+    bad = adversarial.masking_check([2, 4], [0.8, 0.5], [0.9, 0.4], 0.6)
+    assert bad["suspected"] and len(bad["reasons"]) == 2
+    assert "epsilon 2" in bad["reasons"][0] and "large epsilon" in bad["reasons"][1]
+
+
+def test_adversarial_training_step_fits_on_attacked_images():
+    """One step of fit: the batch loss logged is the attacked images' (higher) loss."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 2, 2, 1)).astype(np.float32)
+    y = (x.reshape(16, -1) @ W).argmax(axis=1)  # the model is right on every image
+
+    def one_step(section):
+        model = linear_model()
+        model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
+        if section is not None:
+            adversarial.install(model, CLS, section)
+        return model.fit(x, y, batch_size=16, epochs=1, verbose=0).history["loss"][0]
+
+    clean = one_step(None)
+    attacked = one_step(AdversarialTrainingConfig(method="fgsm", epsilon=64, ratio=1.0))
+    half = one_step(AdversarialTrainingConfig(method="pgd", epsilon=64, ratio=0.5, steps=2))
+    assert attacked > clean + 0.1 and clean < half < attacked + 1e-6
+    with pytest.raises(ConfigError, match="classification and multilabel"):
+        adversarial.install(linear_model(), tasks.get("segmentation"), AdversarialTrainingConfig())
+
+
+def test_lower_is_better_for_deletion_auc_randomization_and_masking():
+    from kerasflow.tasks.base import metric_mode
+
+    assert metric_mode("explain_gradcam_deletion_auc") == "min"
+    assert metric_mode("explain_gradcam_randomization_spearman") == "min"
+    assert metric_mode("test_adversarial_gradient_masking") == "min"
+    assert metric_mode("explain_gradcam_insertion_auc") == "max"
+    assert metric_mode("test_pgd_eps4_accuracy") == "max"
+
+
+def test_spearman_uses_average_ranks_for_ties():
+    from kerasflow.training.faithfulness import average_ranks, spearman
+
+    np.testing.assert_allclose(average_ranks([3.0, 1.0, 3.0, 2.0]), [2.5, 0.0, 2.5, 1.0])
+    a = np.array([[0.0, 0.0], [1.0, 5.0]])
+    assert spearman(a, a * 2 + 1) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert spearman(a, np.ones_like(a)) == 0.0
+    # Ties at zero: ranks [0.5, 0.5, 2, 3] vs [0, 1, 2, 3] -> Pearson of the ranks.
+    expected = np.corrcoef([0.5, 0.5, 2, 3], [0, 1, 2, 3])[0, 1]
+    assert spearman(a, np.array([[0.0, 0.1], [1.0, 5.0]])) == pytest.approx(expected)
