@@ -349,6 +349,26 @@ class DataConfig(Section):
 class ModelConfig(Section):
     name: str = "simple_cnn"
     params: dict[str, Any] = Field(default_factory=dict)
+    pretrained: str | None = Field(
+        default=None,
+        description="start from these weights, copied layer by layer by name and shape: a "
+        ".keras / .weights.h5 / .h5 file, an MLflow model URI (models:/NAME@alias, "
+        "models:/NAME/VERSION, runs:/RUN_ID/model) of a kerasflow model, or imagenet "
+        "(keras_app); see docs/transfer.md",
+    )
+
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained_source(cls, value: str | None) -> str | None:
+        if value is None or value == "imagenet" or value.startswith(("models:/", "runs:/")):
+            return value
+        if not value.endswith((".keras", ".h5", ".hdf5")):
+            raise ValueError(
+                "pretrained must be imagenet, an MLflow model URI (models:/NAME@alias, "
+                "models:/NAME/VERSION, runs:/RUN_ID/model) or a .keras / .weights.h5 / .h5 "
+                f"file. Received: {value!r}"
+            )
+        return value
 
     @field_validator("name")
     @classmethod
@@ -370,6 +390,12 @@ class OptimizerConfig(Section):
     weight_decay: float = Field(default=0.0, ge=0)
     clipnorm: float | None = Field(default=None, gt=0)
     clipvalue: float | None = Field(default=None, gt=0)
+    ema: bool = Field(
+        default=False,
+        description="keep an exponential moving average of the weights; validation, the best "
+        "checkpoint, the test report and the registered model use the averaged weights",
+    )
+    ema_momentum: float = Field(default=0.99, ge=0, lt=1)
 
 
 class ScheduleConfig(Section):
@@ -425,6 +451,28 @@ class EarlyStoppingConfig(MonitorConfig):
     min_delta: float = 0.0
 
 
+class UnfreezeStages(Section):
+    last_stages: int = Field(ge=1, description="unfreeze the backbone's last K stages")
+
+
+class FinetuneConfig(Section):
+    """Staged fine-tuning of a pretrained model (``model.pretrained``), in one run.
+
+    Phase 1 trains the layers that did not come from the pretrained source
+    with the pretrained ones frozen (``trainable=False``, so BatchNormalization
+    runs in inference mode); phase 2 unfreezes all of them or the last stages
+    and trains on with the learning rate multiplied by ``lr_factor``, after its
+    own warmup. The epoch axis is continuous.
+    """
+
+    freeze_epochs: int = Field(default=5, ge=1, description="epochs of phase 1")
+    unfreeze: Literal["all"] | UnfreezeStages = Field(
+        default="all", description="all, or {last_stages: K}"
+    )
+    lr_factor: float = Field(default=0.1, gt=0, description="phase 2 learning rate factor")
+    warmup_epochs: float = Field(default=0.0, ge=0, description="phase 2 linear warmup")
+
+
 class TrainConfig(Section):
     epochs: int = Field(default=30, ge=1)
     steps_per_epoch: int | None = Field(default=None, ge=1)
@@ -452,6 +500,33 @@ class TrainConfig(Section):
         default=4, ge=0, description="test images explained in every run's report (0: off)"
     )
     explain_method: Literal["gradcam", "gradcam++", "saliency", "integrated_gradients"] = "gradcam"
+    finetune: FinetuneConfig | None = Field(
+        default=None, description="staged fine-tuning of model.pretrained (docs/transfer.md)"
+    )
+    class_weight: Literal["balanced"] | dict[str, float] | None = Field(
+        default=None,
+        description="balanced (from the training split's counts) or {class name: weight}; "
+        "segmentation and multi-label apply it in the task's loss",
+    )
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        default="float32",
+        description="Keras dtype policy the model is built under; outputs stay float32",
+    )
+    jit_compile: Literal["auto"] | bool = Field(
+        default="auto", description="XLA-compile the train step (auto: Keras decides)"
+    )
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, description="apply the summed gradients of this many batches"
+    )
+
+    @model_validator(mode="after")
+    def _finetune_fits(self):
+        if self.finetune is not None and self.finetune.freeze_epochs >= self.epochs:
+            raise ValueError(
+                f"finetune.freeze_epochs ({self.finetune.freeze_epochs}) must be smaller than "
+                f"epochs ({self.epochs}): phase 2 needs at least one epoch."
+            )
+        return self
 
 
 # ------------------------------------------------------------------ tracking
