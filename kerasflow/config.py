@@ -314,6 +314,11 @@ class DataConfig(Section):
     std: list[float] | None = Field(default=None, description="mean_std: per channel, 0..1 scale")
     cache: bool | str = True
     shuffle_buffer: int = Field(default=2048, ge=0)
+    sampling: Literal["natural", "balanced"] = Field(
+        default="natural",
+        description="balanced: training draws every class equally often (per-class streams, "
+        "seeded); natural: each example once per epoch",
+    )
     deterministic: bool = True
     on_bad_image: Literal["error", "skip"] = "error"
     scan_records: bool = Field(

@@ -143,6 +143,11 @@ def build_compiled_model(cfg, prepared, compile_config=None) -> keras.Model:
         model = task.build_model(cfg, prepared)
     transfer.apply_pretrained(model, cfg, prepared)
     steps = steps_per_epoch(cfg, prepared)
+    if cfg.train.finetune is not None:  # train() recompiles per phase; its warmup is phase 2's
+        schedule = compile_config.schedule.model_copy(
+            update={"warmup_epochs": cfg.train.finetune.warmup_epochs}
+        )
+        compile_config = compile_config.model_copy(update={"schedule": schedule})
     return compile_model(
         model, task, compile_config, steps, cfg.train.epochs, prepared.num_classes, cfg.train
     )

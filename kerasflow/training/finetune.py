@@ -84,11 +84,16 @@ def unfrozen_layers(names: list[str], unfreeze) -> list[str]:
 
 
 def pretrained_layers(model) -> list:
-    report = transfer.report_of(model)
-    loaded = set(report.loaded) if report else set()
-    from kerasflow.models.pretrained import weighted_layers
+    """The layers phase 1 freezes: those loaded from ``model.pretrained``, less the head.
 
-    return [layer for layer in weighted_layers(model) if layer.name in loaded]
+    The head (:func:`~kerasflow.models.pretrained.head_layers`) always trains in
+    phase 1, even where the source had one of the same shape.
+    """
+    from kerasflow.models.pretrained import head_layers, weighted_layers
+
+    report = transfer.report_of(model)
+    frozen = (set(report.loaded) if report else set()) - set(head_layers(model))
+    return [layer for layer in weighted_layers(model) if layer.name in frozen]
 
 
 def set_phase(model, cfg, phase: int) -> list[str]:

@@ -506,7 +506,6 @@ def _train(
         fit_history = finetune.fit_staged(
             model, cfg, prepared, data, callbacks, state, work, dist.scope, fit_model, task
         )
-        initial_epoch = min(initial_epoch, cfg.train.finetune.freeze_epochs)
     else:
         fit_history = fit_model(model, cfg, data, callbacks)
         if dist.num_replicas > 1:
