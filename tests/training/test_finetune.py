@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 
-import keras
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
@@ -183,11 +182,9 @@ def test_registered_model_starts_a_finetune_that_resumes_in_phase_2(
     assert run.data.params["pretrained.source"] == uri
     assert run.data.params["pretrained.loaded_layers"] == "9"
     assert run.data.params["pretrained.skipped"] == "simple_cnn_logits"
-    layers = json.loads(
-        open(
-            client.download_artifacts(result.run_id, "pretrained_layers.json", str(tmp_path))
-        ).read()
-    )
+    path = client.download_artifacts(result.run_id, "pretrained_layers.json", str(tmp_path))
+    with open(path) as f:
+        layers = json.load(f)
     assert layers["skipped"]["simple_cnn_logits"].startswith("head rebuilt: classes")
     assert "simple_cnn_block1_conv1" in layers["loaded"]
     assert "9 layers loaded" in (tmp_path / "first.log").read_text()
