@@ -334,6 +334,11 @@ class DataConfig(Section):
     std: list[float] | None = Field(default=None, description="mean_std: per channel, 0..1 scale")
     cache: bool | str = True
     shuffle_buffer: int = Field(default=2048, ge=0)
+    sampling: Literal["natural", "balanced"] = Field(
+        default="natural",
+        description="balanced: training draws every class equally often (per-class streams, "
+        "seeded); natural: each example once per epoch",
+    )
     deterministic: bool = True
     on_bad_image: Literal["error", "skip"] = "error"
     scan_records: bool = Field(
@@ -369,6 +374,26 @@ class DataConfig(Section):
 class ModelConfig(Section):
     name: str = "simple_cnn"
     params: dict[str, Any] = Field(default_factory=dict)
+    pretrained: str | None = Field(
+        default=None,
+        description="start from these weights, copied layer by layer by name and shape: a "
+        ".keras / .weights.h5 / .h5 file, an MLflow model URI (models:/NAME@alias, "
+        "models:/NAME/VERSION, runs:/RUN_ID/model) of a kerasflow model, or imagenet "
+        "(keras_app); see docs/transfer.md",
+    )
+
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained_source(cls, value: str | None) -> str | None:
+        if value is None or value == "imagenet" or value.startswith(("models:/", "runs:/")):
+            return value
+        if not value.endswith((".keras", ".h5", ".hdf5")):
+            raise ValueError(
+                "pretrained must be imagenet, an MLflow model URI (models:/NAME@alias, "
+                "models:/NAME/VERSION, runs:/RUN_ID/model) or a .keras / .weights.h5 / .h5 "
+                f"file. Received: {value!r}"
+            )
+        return value
 
     @field_validator("name")
     @classmethod
@@ -390,6 +415,12 @@ class OptimizerConfig(Section):
     weight_decay: float = Field(default=0.0, ge=0)
     clipnorm: float | None = Field(default=None, gt=0)
     clipvalue: float | None = Field(default=None, gt=0)
+    ema: bool = Field(
+        default=False,
+        description="keep an exponential moving average of the weights; validation, the best "
+        "checkpoint, the test report and the registered model use the averaged weights",
+    )
+    ema_momentum: float = Field(default=0.99, ge=0, lt=1)
 
 
 class ScheduleConfig(Section):
@@ -457,6 +488,26 @@ class AdversarialTrainingConfig(Section):
     step_size: float | None = Field(
         default=None, gt=0, description="PGD step in pixel levels (default 2.5 x epsilon / steps)"
     )
+class UnfreezeStages(Section):
+    last_stages: int = Field(ge=1, description="unfreeze the backbone's last K stages")
+
+
+class FinetuneConfig(Section):
+    """Staged fine-tuning of a pretrained model (``model.pretrained``), in one run.
+
+    Phase 1 trains the layers that did not come from the pretrained source
+    with the pretrained ones frozen (``trainable=False``, so BatchNormalization
+    runs in inference mode); phase 2 unfreezes all of them or the last stages
+    and trains on with the learning rate multiplied by ``lr_factor``, after its
+    own warmup. The epoch axis is continuous.
+    """
+
+    freeze_epochs: int = Field(default=5, ge=1, description="epochs of phase 1")
+    unfreeze: Literal["all"] | UnfreezeStages = Field(
+        default="all", description="all, or {last_stages: K}"
+    )
+    lr_factor: float = Field(default=0.1, gt=0, description="phase 2 learning rate factor")
+    warmup_epochs: float = Field(default=0.0, ge=0, description="phase 2 linear warmup")
 
 
 class TrainConfig(Section):
@@ -489,6 +540,33 @@ class TrainConfig(Section):
     adversarial: AdversarialTrainingConfig | None = Field(
         default=None, description="adversarial training (off when absent)"
     )
+    finetune: FinetuneConfig | None = Field(
+        default=None, description="staged fine-tuning of model.pretrained (docs/transfer.md)"
+    )
+    class_weight: Literal["balanced"] | dict[str, float] | None = Field(
+        default=None,
+        description="balanced (from the training split's counts) or {class name: weight}; "
+        "segmentation and multi-label apply it in the task's loss",
+    )
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        default="float32",
+        description="Keras dtype policy the model is built under; outputs stay float32",
+    )
+    jit_compile: Literal["auto"] | bool = Field(
+        default="auto", description="XLA-compile the train step (auto: Keras decides)"
+    )
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, description="apply the summed gradients of this many batches"
+    )
+
+    @model_validator(mode="after")
+    def _finetune_fits(self):
+        if self.finetune is not None and self.finetune.freeze_epochs >= self.epochs:
+            raise ValueError(
+                f"finetune.freeze_epochs ({self.finetune.freeze_epochs}) must be smaller than "
+                f"epochs ({self.epochs}): phase 2 needs at least one epoch."
+            )
+        return self
 
 
 # ------------------------------------------------------------------ tracking

@@ -211,6 +211,8 @@ class PreparedData:
                 )
             )
         steps.append(self._cache_step(split, training, rrc is not None))
+        if training and cfg.sampling == "balanced":
+            steps.append(self._balance_step())
         if training and cfg.shuffle_buffer:
             buf = min(cfg.shuffle_buffer, len(idx))
             shuffle = Step(
@@ -367,6 +369,34 @@ class PreparedData:
             return Step("cache", f"in memory ({what})", dataset_fn=lambda ds: ds.cache())
         path = f"{cfg.cache}.{split}.{self._cache_key(split, training, raw)}"
         return Step("cache", f"file {path} ({what})", dataset_fn=lambda ds: ds.cache(path))
+
+    def _balance_step(self) -> Step:
+        """``data.sampling: balanced``: one repeated stream per class, drawn uniformly.
+
+        ``sample_from_datasets`` over per-class filters of the (cached) split,
+        seeded, so every class is drawn equally often whatever its count; the
+        stream is endless and an epoch is ``steps_per_epoch`` batches of it.
+        """
+        if self.target != "class":
+            raise DataError(
+                "data.sampling: balanced draws one class per example and needs class targets; "
+                f"data.source {self.data_config.source!r} gives {self.target!r} targets. "
+                "Use data.sampling: natural (and a class-weighted loss where the task has one)."
+            )
+        present = sorted(set(np.asarray(self.source.labels[self._indices("train")]).tolist()))
+        seed = self.seed
+
+        def balance(ds):
+            streams = [ds.filter(lambda *e, k=k: tf.equal(e[1], k)).repeat() for k in present]
+            return tf.data.Dataset.sample_from_datasets(
+                streams, seed=seed, stop_on_empty_dataset=False
+            )
+
+        return Step(
+            "balance",
+            f"{len(present)} per-class streams drawn uniformly (seed {seed}), endless",
+            dataset_fn=balance,
+        )
 
     def _one_hot_fn(self):
         k = self.num_classes

@@ -22,7 +22,7 @@ class Step:
     """One step of a pipeline plan.
 
     Attributes:
-        stage: read, decode, deterministic, cache, shuffle, augment, batch,
+        stage: read, decode, deterministic, cache, balance, shuffle, augment, batch,
             batch_ops or prefetch.
         detail: what the step does, for ``kerasflow data plan``.
         element_fn: a function of one element tuple returning a tuple;

@@ -210,6 +210,21 @@ class Task:
             **cfg.model.params,
         )
 
+    def fit_class_weight(self, setting, data) -> dict[int, float] | None:
+        """``model.fit``'s ``class_weight`` for ``train.class_weight`` (None when unset).
+
+        The base task has no per-example class to weigh: a set value is an error
+        naming the task.
+        """
+        if setting is None:
+            return None
+        from kerasflow.errors import ConfigError
+
+        raise ConfigError(
+            f"train.class_weight is not supported for experiment.task {self.name!r} yet; "
+            "it weighs one class per image (classification). Remove train.class_weight."
+        )
+
     def loss(self, compile_config, num_classes: int):
         from kerasflow.tasks.losses import get_loss
 
@@ -443,3 +458,28 @@ def image_signatures(
             [tf.TensorSpec([None, height, width, channels], tf.float32, name="inputs")],
         ),
     }
+
+
+def class_weights(setting, counts, class_names: list[str]) -> dict[int, float]:
+    """``{class id: weight}`` for ``train.class_weight``.
+
+    ``balanced``: ``n / (K * n_c)`` from the training split's counts (scikit-learn's
+    rule; a class without training examples gets 0). A map: ``{class name: weight}``,
+    classes it leaves out weigh 1.
+
+    Raises:
+        ConfigError: a name that is not a class.
+    """
+    from kerasflow.errors import ConfigError
+
+    counts = np.asarray(counts, dtype=np.float64)
+    if setting == "balanced":
+        total, k = counts.sum(), len(counts)
+        return {i: float(total / (k * c)) if c > 0 else 0.0 for i, c in enumerate(counts.tolist())}
+    unknown = sorted(set(setting) - set(class_names))
+    if unknown:
+        raise ConfigError(
+            f"train.class_weight names classes that the data does not have: {unknown}. "
+            f"Use class names from: {class_names}"
+        )
+    return {i: float(setting.get(name, 1.0)) for i, name in enumerate(class_names)}

@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from kerasflow.tasks import plots, report_html
-from kerasflow.tasks.base import Task, display_images, image_signatures, take_examples
+from kerasflow.tasks.base import (
+    Task,
+    class_weights,
+    display_images,
+    image_signatures,
+    take_examples,
+)
 from kerasflow.tasks.curves import CALIBRATION_BINS, calibration, precision_recall_curve, roc_curve
 from kerasflow.tasks.metrics import METRICS
 
@@ -189,6 +195,12 @@ class ClassificationTask(Task):
 
     def accepts_metric(self, name: str) -> bool:
         return name in METRICS or bool(_TOP_K.match(name))
+
+    def fit_class_weight(self, setting, data) -> dict[int, float] | None:
+        if setting is None:
+            return None
+        counts = np.bincount(data.labels("train").astype(int), minlength=data.num_classes)
+        return class_weights(setting, counts, data.class_names)
 
     def logged_metrics(self, compile_config) -> list[str]:
         # A top-K metric logs as topK_accuracy whatever spelling the config used.

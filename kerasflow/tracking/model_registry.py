@@ -230,6 +230,28 @@ def _check_keras_flavor(model: str, folder: Path) -> None:
             "from .keras files, with safe_mode; serve a SavedModel with `kerasflow serve`, "
             "which checks its digest."
         )
+def download_keras_file(model: str, dst: str | Path, uri: str | None = None) -> Path:
+    """Download an MLflow model's files to ``dst`` and return its ``.keras`` file.
+
+    Nothing of the folder is imported or run: callers read the ``.keras`` file
+    as data (``safe_mode=True``). Used by ``model.pretrained``.
+
+    Raises:
+        TrackingError: the model cannot be found, or holds no ``.keras`` file
+            (it is not a kerasflow Keras model).
+    """
+    mlflow.set_tracking_uri(resolve_tracking_uri(uri))
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model, dst_path=str(dst))
+    except MlflowException as exc:
+        raise TrackingError(f"Cannot download model {model!r}: {exc.message}") from exc
+    files = sorted(Path(local).rglob("*.keras"))
+    if len(files) != 1:
+        raise TrackingError(
+            f"{model} is not a kerasflow Keras model: expected one .keras file in its folder, "
+            f"found {len(files)}. Give the URI of a model logged by kerasflow train."
+        )
+    return files[0]
 
 
 def loaded_from(model) -> tuple[str, str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -38,12 +39,23 @@ def build_schedule(compile_config, steps_per_epoch: int, epochs: int):
 
 
 def build_optimizer(
-    compile_config, steps_per_epoch: int, epochs: int
+    compile_config, steps_per_epoch: int, epochs: int, accumulation: int = 1
 ) -> keras.optimizers.Optimizer:
-    """A Keras optimizer by name with its schedule, weight decay and gradient clipping."""
+    """A Keras optimizer by name with its schedule, weight decay, clipping, EMA and accumulation.
+
+    Args:
+        accumulation: ``train.gradient_accumulation_steps`` (1: apply every batch).
+    """
     opt = compile_config.optimizer
     lr = build_schedule(compile_config, steps_per_epoch, epochs)
-    common = {"learning_rate": lr, "clipnorm": opt.clipnorm, "clipvalue": opt.clipvalue}
+    common = {
+        "learning_rate": lr,
+        "clipnorm": opt.clipnorm,
+        "clipvalue": opt.clipvalue,
+        "use_ema": opt.ema,
+        "ema_momentum": opt.ema_momentum,
+        "gradient_accumulation_steps": accumulation if accumulation > 1 else None,
+    }
     wd = opt.weight_decay or None
     if opt.name == "sgd":
         return keras.optimizers.SGD(weight_decay=wd, **common)
@@ -63,18 +75,46 @@ def build_optimizer(
 
 
 def compile_model(
-    model: keras.Model, task, compile_config, steps_per_epoch: int, epochs: int, num_classes: int
+    model: keras.Model,
+    task,
+    compile_config,
+    steps_per_epoch: int,
+    epochs: int,
+    num_classes: int,
+    train_config=None,
 ):
     """Compile ``model`` in place: the config's optimizer, the task's loss and metrics.
 
     Keywords only: Keras 3's third positional argument is ``loss_weights``.
+    ``train_config`` gives ``jit_compile`` and ``gradient_accumulation_steps``.
+    A model built under ``mixed_float16`` gets Keras' loss-scale optimizer from
+    ``compile`` itself.
     """
+    accumulation = train_config.gradient_accumulation_steps if train_config else 1
+    jit = train_config.jit_compile if train_config else "auto"
     model.compile(
-        optimizer=build_optimizer(compile_config, steps_per_epoch, epochs),
+        optimizer=build_optimizer(compile_config, steps_per_epoch, epochs, accumulation),
         loss=task.loss(compile_config, num_classes),
         metrics=task.metric_objects(compile_config, num_classes),
+        jit_compile=jit,
     )
     return model
+
+
+@contextlib.contextmanager
+def precision_scope(precision: str):
+    """Build models under the Keras dtype policy ``precision`` (restored afterwards).
+
+    Layers take the policy when they are created; every model's last layer is
+    a float32 activation (``models.layers.probabilities``), so outputs, losses
+    and the exported SavedModel stay float32.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def steps_per_epoch(cfg, prepared) -> int:
@@ -95,12 +135,21 @@ def build_compiled_model(cfg, prepared, compile_config=None) -> keras.Model:
         compile_config: the ``compile:`` section to use (default ``cfg.compile``;
             ``train()`` passes the one scaled for its replicas).
     """
+    from kerasflow.training import transfer
+
     task = tasks.get(cfg.experiment.task)
     compile_config = compile_config or cfg.compile
-    model = task.build_model(cfg, prepared)
+    with precision_scope(cfg.train.precision):
+        model = task.build_model(cfg, prepared)
+    transfer.apply_pretrained(model, cfg, prepared)
     steps = steps_per_epoch(cfg, prepared)
+    if cfg.train.finetune is not None:  # train() recompiles per phase; its warmup is phase 2's
+        schedule = compile_config.schedule.model_copy(
+            update={"warmup_epochs": cfg.train.finetune.warmup_epochs}
+        )
+        compile_config = compile_config.model_copy(update={"schedule": schedule})
     model = compile_model(
-        model, task, compile_config, steps, cfg.train.epochs, prepared.num_classes
+        model, task, compile_config, steps, cfg.train.epochs, prepared.num_classes, cfg.train
     )
     if cfg.train.adversarial is not None:
         from kerasflow.training import adversarial

@@ -43,7 +43,16 @@ from kerasflow.tasks.base import metric_mode
 from kerasflow.tracking import MlflowCallback, RunTracker, model_registry, start_tracker
 from kerasflow.tracking import runs as mlflow_runs
 from kerasflow.tracking.tracker import STORE_ERRORS, store_error
-from kerasflow.training import backup, custom_loop, distribute, robustness, run_lock, signals
+from kerasflow.training import (
+    backup,
+    custom_loop,
+    distribute,
+    finetune,
+    robustness,
+    run_lock,
+    signals,
+    transfer,
+)
 from kerasflow.training import evaluate as evaluation
 from kerasflow.training.compile import build_compiled_model, steps_per_epoch
 
@@ -276,6 +285,12 @@ def train(
     dist = distribute.setup(cfg.train)  # it may split the CPU into logical devices
     if dist.custom_loop and not task.multi_worker:  # train.strategy: auto chose it
         _no_multi_worker(cfg, task)
+    finetune.check(cfg)
+    if dist.custom_loop and (cfg.train.finetune or cfg.train.class_weight):
+        raise ConfigError(
+            "train.finetune and train.class_weight are not supported by the multi-worker loop "
+            "(train.strategy: multi_worker). Use train.strategy: mirrored or default."
+        )
     if not dist.is_chief:  # only the chief logs to MLflow (tracking is not in the fingerprint)
         cfg = cfg.model_copy(
             update={"tracking": cfg.tracking.model_copy(update={"enabled": False})}
@@ -427,9 +442,11 @@ def fit_model(model, cfg: RunConfig, data, callbacks, initial_epoch=0):
     train_ds = data.dataset("train")
     val_ds = data.dataset("validation", training=False) if data.size("validation") else None
     fit_ds, steps = fit_input(cfg, data, train_ds)
+    task = tasks.get(cfg.experiment.task)
     with quiet_input_warnings():  # here too for the tuner's trials
         return model.fit(
             fit_ds,
+            class_weight=task.fit_class_weight(cfg.train.class_weight, data),
             validation_data=val_ds,
             epochs=cfg.train.epochs,
             initial_epoch=initial_epoch,
@@ -463,8 +480,12 @@ def build_callbacks(
         save_weights_only=True,
         initial_value_threshold=state.data.get("best") if state.unfinished else None,
     )
+    # With EMA the averaged weights are swapped in for validation and the checkpoint,
+    # so the best checkpoint (what is evaluated and registered) holds averaged weights.
+    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.compile.optimizer.ema else []
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.TerminateOnNaN(),
+        *ema,
         *task.epoch_callbacks(data, split),
         MlflowCallback(tracker) if tracker.enabled else keras.callbacks.Callback(),
         checkpoint,
@@ -654,6 +675,7 @@ def _train(
     out.mkdir(parents=True, exist_ok=True)
     if not tracker.resumed:
         log_run_inputs(cfg, prepared, model, tracker)
+        transfer.log_transfer(model, tracker)
 
     trained = work / TRAINED_WEIGHTS
     if state.data.get("fit_done") and trained.is_file():  # a re-run after a failed finish
@@ -682,6 +704,10 @@ def _train(
         if not dist.is_chief:  # workers only train; the chief evaluates, logs and registers
             backup.discard(work / "backup")
             return TrainResult(model, {}, {}, {}, None, None, None, work, cfg, initial_epoch)
+    elif cfg.train.finetune is not None:
+        fit_history = finetune.fit_staged(
+            model, cfg, prepared, data, callbacks, state, work, dist.scope, fit_model, task
+        )
     else:
         fit_history = fit_model(model, cfg, data, callbacks)
         if dist.num_replicas > 1:
