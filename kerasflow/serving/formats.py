@@ -178,3 +178,70 @@ def _convert_in_children(model, folder: Path, cfg, contract, wanted, calibration
                 )
             )
     return written
+
+
+def export_after_run(cfg, model, contract, tracker, registered, base: Path) -> ExportReport | None:
+    """The LiteRT/ONNX part of a run's ``export.formats`` (the SavedModel is written by the caller).
+
+    Artefacts go to ``base/portable``; verification is logged to the run and the
+    registered version, and ``export.max_metric_drop`` fails the run (exit 1).
+    """
+    wanted = [f for f in cfg.export.formats if parse_format(f)[0] != "saved_model"]
+    if not wanted:
+        return None
+    version = (registered.name, registered.version) if registered is not None else None
+    return export_formats(
+        model,
+        base,
+        cfg,
+        contract,
+        wanted,
+        max_metric_drop=cfg.export.max_metric_drop,
+        tracker=tracker,
+        registered=version,
+    )
+
+
+def export_model(
+    model: str,
+    out: str | os.PathLike,
+    fmt: str = "litert",
+    quantize: str = "none",
+    config=None,
+    overrides: list[str] | None = None,
+    uri: str | None = None,
+    max_metric_drop: float | None = None,
+    verify_split: str | None = "test",
+) -> ExportReport:
+    """``kerasflow export MODEL --format litert|onnx``: one artefact in ``out``, verified.
+
+    MODEL is a ``models:/`` or ``runs:/`` URI or a ``.keras`` file; the run's
+    config gives the data for int8 calibration and verification. The table is
+    logged to the model's MLflow run, and to its registered version as tags for
+    a ``models:/`` URI.
+    """
+    from kerasflow.serving.export import contract_for, load_for_export
+    from kerasflow.tracking import RunTracker, resolve_tracking_uri
+    from kerasflow.tracking import model_registry as registry
+
+    fmt, quantize = parse_format(f"{fmt}:{quantize}")
+    if fmt == "saved_model":
+        raise ServingError(
+            "export_model writes litert or onnx; use kerasflow.export for a SavedModel."
+        )
+    keras_model, cfg = load_for_export(str(model), config, overrides, uri)
+    store = uri or cfg.tracking.uri
+    run_id = registry.run_id_of(str(model), store)
+    tracker = RunTracker(resolve_tracking_uri(store), run_id) if run_id else None
+    return export_formats(
+        keras_model,
+        out,
+        cfg,
+        contract_for(cfg, keras_model),
+        [f"{fmt}:{quantize}"],
+        portable_dir=out,
+        verify_split=verify_split,
+        max_metric_drop=max_metric_drop,
+        tracker=tracker,
+        registered=registry.registered_version_of(str(model), store),
+    )

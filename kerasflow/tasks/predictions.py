@@ -77,3 +77,19 @@ def json_predictions(task: str, outputs, contract: dict) -> list[dict]:
             f"{sorted(_BY_TASK)}. Serve its SavedModel export instead."
         )
     return _BY_TASK[task](outputs, contract)
+
+
+class TaskOutputs:
+    """What serving needs of a task from arrays alone: its ``name`` and ``json_predictions``.
+
+    Stands in for the :class:`~kerasflow.tasks.base.Task` where TensorFlow must not be
+    imported (serving a LiteRT or ONNX artefact).
+    """
+
+    def __init__(self, name: str):
+        if name not in _BY_TASK:
+            json_predictions(name, {}, {})  # raises, naming the tasks that have them
+        self.name = name
+
+    def json_predictions(self, outputs, contract: dict) -> list[dict]:
+        return _BY_TASK[self.name](outputs, contract)
