@@ -249,12 +249,10 @@ def export_after_training(cfg, model, contract, tracker, registered, work_dir) -
     if spec is None or not spec.enabled:
         return None
     from kerasflow.serving import mlflow_model as tracked
-    from kerasflow.serving.formats import export_after_run
 
     base = Path(spec.dir) if spec.dir else Path(work_dir) / "export"
-    export_after_run(cfg, model, contract, tracker, registered, base)
-    if "saved_model" not in spec.formats:
-        return base / "portable"
+    if "saved_model" not in spec.formats:  # only LiteRT/ONNX: serving.formats.export_after_run
+        return None
     exported = export_saved_model(model, base, cfg.data, contract, version=spec.version)
     if not tracker.enabled:
         return exported.path

@@ -180,15 +180,21 @@ def _convert_in_children(model, folder: Path, cfg, contract, wanted, calibration
     return written
 
 
-def export_after_run(cfg, model, contract, tracker, registered, base: Path) -> ExportReport | None:
-    """The LiteRT/ONNX part of a run's ``export.formats`` (the SavedModel is written by the caller).
+def export_after_run(cfg, model, contract, tracker, registered, work_dir) -> ExportReport | None:
+    """The LiteRT/ONNX part of a run's ``export.formats`` (the SavedModel part is
+    :func:`kerasflow.serving.export.export_after_training`).
 
-    Artefacts go to ``base/portable``; verification is logged to the run and the
-    registered version, and ``export.max_metric_drop`` fails the run (exit 1).
+    Artefacts go to ``<export.dir or work dir/export>/portable``; verification is
+    logged to the run and the registered version, and ``export.max_metric_drop``
+    fails the run (exit 1).
     """
-    wanted = [f for f in cfg.export.formats if parse_format(f)[0] != "saved_model"]
+    spec = cfg.export
+    if spec is None or not spec.enabled:
+        return None
+    wanted = [f for f in spec.formats if parse_format(f)[0] != "saved_model"]
     if not wanted:
         return None
+    base = Path(spec.dir) if spec.dir else Path(work_dir) / "export"
     version = (registered.name, registered.version) if registered is not None else None
     return export_formats(
         model,
