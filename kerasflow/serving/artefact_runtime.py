@@ -1,7 +1,7 @@
 """Running a LiteRT or ONNX artefact with its own runtime, without TensorFlow.
 
 An artefact is a model file (``.tflite`` or ``.onnx``) with its contract
-beside it (``<name>.kerasflow.json``: task, class names, input size and
+beside it (``<file>.json``, e.g. ``model_int8.tflite.json``: task, class names, input size and
 channels, the data section, input and output names; see
 :mod:`kerasflow.serving.portable`). :func:`load_artefact` reads both and
 returns an :class:`Artefact` whose :meth:`Artefact.run` takes uint8 pixels at
@@ -28,15 +28,15 @@ import numpy as np
 
 from kerasflow.errors import ServingError
 
-CONTRACT_SUFFIX = ".kerasflow.json"
+CONTRACT_SUFFIX = ".json"
 EXTENSIONS = {".tflite": "litert", ".onnx": "onnx"}
 EXTRAS = {"litert": ("ai_edge_litert", "litert"), "onnx": ("onnxruntime", "onnx")}
 
 
 def contract_path(model_file: str | os.PathLike) -> Path:
-    """The contract file beside a model file: ``model.tflite`` -> ``model.kerasflow.json``."""
+    """The contract file beside a model file: ``model.tflite`` -> ``model.tflite.json``."""
     path = Path(model_file)
-    return path.with_name(path.stem + CONTRACT_SUFFIX)
+    return path.with_name(path.name + CONTRACT_SUFFIX)
 
 
 def is_artefact(path: str | os.PathLike) -> bool:

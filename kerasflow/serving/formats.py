@@ -31,7 +31,7 @@ from pathlib import Path
 from kerasflow import tasks
 from kerasflow.errors import ServingError
 from kerasflow.serving import portable, verify
-from kerasflow.serving.artefact_runtime import CONTRACT_SUFFIX
+from kerasflow.serving.artefact_runtime import contract_path
 
 log = logging.getLogger(__name__)
 
@@ -168,15 +168,8 @@ def _convert_in_children(model, folder: Path, cfg, contract, wanted, calibration
                         message or f"Converting to {fmt} ({quantize}) failed: {tail[-3:]}"
                     ).removeprefix("Error: ")
                 )
-            name = portable.artefact_name(quantize)
-            written.append(
-                portable.PortableArtefact(
-                    folder / f"{name}{portable.SUFFIX[fmt]}",
-                    folder / f"{name}{CONTRACT_SUFFIX}",
-                    fmt,
-                    quantize,
-                )
-            )
+            path = folder / f"{portable.artefact_name(quantize)}{portable.SUFFIX[fmt]}"
+            written.append(portable.PortableArtefact(path, contract_path(path), fmt, quantize))
     return written
 
 

@@ -1,7 +1,7 @@
 """LiteRT (TFLite) and ONNX artefacts of a trained model, with their contract beside them.
 
 :func:`export_portable` writes ``OUT/model[_QUANTIZE].tflite`` or ``.onnx`` and
-``OUT/model[_QUANTIZE].kerasflow.json``. The artefact takes uint8 pixels
+``OUT/model[_QUANTIZE].tflite.json`` (``.onnx.json``). The artefact takes uint8 pixels
 ``N x height x width x channels`` (the model's input size: the deterministic
 preprocessing, decoding and resizing, happens before the runtime, see
 :mod:`kerasflow.serving.pixels`); ``data.normalize`` is inside the model. Its
@@ -44,7 +44,7 @@ import numpy as np
 
 from kerasflow import tasks
 from kerasflow.errors import ServingError
-from kerasflow.serving.artefact_runtime import CONTRACT_SUFFIX
+from kerasflow.serving.artefact_runtime import contract_path
 from kerasflow.version import __version__
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def export_portable(
     Args:
         model: the trained Keras model (input: 0..255 float pixels).
         out: the folder; the files are ``model[_QUANTIZE]{.tflite,.onnx}`` and
-            ``model[_QUANTIZE].kerasflow.json``.
+            ``<model file>.json``.
         data_config: the run's data section (input size, channels, resize, normalize).
         contract: the model's contract (task, class names and the task's extras).
         fmt: ``litert`` or ``onnx``.
@@ -303,7 +303,7 @@ def export_portable(
         os.replace(staged, path)
     meta = artefact_contract(data_config, contract, fmt, quantize, path.name)
     meta["outputs"] = output_names(model, contract)
-    meta_path = folder / f"{name}{CONTRACT_SUFFIX}"
+    meta_path = contract_path(path)
     meta_path.write_text(json.dumps(meta, indent=2))
     log.info("exported %s %s (%s) to %s", contract["task"], fmt, quantize, path)
     return PortableArtefact(path, meta_path, fmt, quantize)
