@@ -524,7 +524,7 @@ class ExportConfig(Section):
         if bad:
             raise ValueError(
                 f"unknown export format(s) {bad}: use saved_model, litert or onnx, with "
-                f":none, :float16 (litert), :dynamic or :int8, e.g. litert:int8. Received: {value}"
+                f":none, :float16 (litert), :dynamic or :int8, e.g. litert:int8"
             )
         return value
 

@@ -52,8 +52,8 @@ def image_files(served_run, tmp_path_factory):
     return write_digit_files(served_run, tmp_path_factory.mktemp("images"))
 
 
-def write_digit_files(result, root: Path) -> tuple[Path, list[Path]]:
-    """100 test-split digits of a run, as 50 PNG and 50 JPEG files in class folders under ``root``."""
+def write_digit_files(result, root: Path, jpeg: bool = True) -> tuple[Path, list[Path]]:
+    """100 test-split digits of a run, as 50 PNG and 50 JPEG files (or 100 PNG) in class folders."""
     from PIL import Image
 
     from kerasflow import pipelines
@@ -66,7 +66,7 @@ def write_digit_files(result, root: Path) -> tuple[Path, list[Path]]:
         label = int(prepared.source.labels[i])
         folder = root / str(label)
         folder.mkdir(exist_ok=True)
-        fmt, ext = ("PNG", "png") if n % 2 == 0 else ("JPEG", "jpg")
+        fmt, ext = ("PNG", "png") if n % 2 == 0 or not jpeg else ("JPEG", "jpg")
         buf = io.BytesIO()
         Image.fromarray(image, mode="L").save(
             buf, fmt, **({"quality": 90} if fmt == "JPEG" else {})
