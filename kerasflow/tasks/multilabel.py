@@ -142,9 +142,11 @@ class MultilabelTask(Task):
     def portable_outputs(self, model, contract: dict):
         import tensorflow as tf
 
-        thresholds = tf.constant(contract["thresholds"], tf.float32)
+        values = [float(t) for t in contract["thresholds"]]
 
         def outputs(x):
+            # Made inside the graph: a captured eager tensor would become an ONNX input.
+            thresholds = tf.constant(values, tf.float32)
             probabilities = tf.cast(model(x, training=False), tf.float32)
             predicted = tf.cast(probabilities >= thresholds, tf.int32)
             return {"probabilities": probabilities, "predicted": predicted}

@@ -36,3 +36,26 @@ def test_unet_litert_and_onnx_agree_with_keras_pixel_by_pixel(tmp_path):
         assert agreement >= 0.999, (fmt, agreement)
         answer = predictor.predict({"images": images[:2].tolist()})
         assert np.asarray(answer[0]["class_map"]).shape == (64, 64)
+
+
+def test_multilabel_onnx_applies_the_stored_thresholds(tmp_path):
+    from kerasflow import models
+    from kerasflow.config import DataConfig
+    from kerasflow.serving.artefact_predictor import ArtefactPredictor
+    from kerasflow.serving.portable import export_portable
+
+    data = DataConfig(source="synthetic:shapes_multilabel", image_size=[16, 16], channels=3)
+    model = models.build(
+        "simple_cnn", (16, 16, 3), 3, input_scaling=data, output_activation="sigmoid", width=8
+    )
+    thresholds = [0.2, 0.5, 0.8]
+    contract = {"task": "multilabel", "class_names": ["a", "b", "c"], "thresholds": thresholds}
+    written = export_portable(model, tmp_path, data, contract, "onnx")
+    predictor = ArtefactPredictor.from_path(written.path)
+    images = np.random.default_rng(1).integers(0, 256, (8, 16, 16, 3), np.uint8)
+    answers = predictor.predict({"images": images.tolist()})
+    probs = np.asarray(model(images.astype(np.float32), training=False))
+    for answer, p in zip(answers, probs, strict=True):
+        np.testing.assert_allclose(list(answer["probabilities"].values()), p, atol=1e-5)
+        want = [n for n, v, t in zip("abc", p, thresholds, strict=True) if v >= t]
+        assert answer["labels"] == want
