@@ -11,8 +11,13 @@ Side by side in one run:
   SavedModel signature); the request carries the PNG file's bytes (base64).
 * **direct**: the SavedModel's ``serving_default`` signature called in-process
   with the same bytes.
+* **LiteRT int8 / ONNX HTTP**: the same model as an int8 LiteRT artefact and a
+  float32 ONNX artefact (``kerasflow export --format litert --quantize int8``,
+  ``--format onnx``), served by ``kerasflow serve`` with the same PNG request
+  (decoded in the server with Pillow, no TensorFlow in the process).
 
-Digits: kerasflow HTTP p50 over the anchor's p50 (target <= 0.25).
+Digits: kerasflow HTTP p50 over the anchor's p50 (target <= 0.25); LiteRT
+int8 HTTP p50 over the direct SavedModel call's p50 (target <= 1.0).
 MobileNetV2 at 224x224 (JPEG bytes): kerasflow HTTP p50 over the direct call's
 p50 (target <= 1.3). Requests per second of ``kerasflow serve`` (digits) with 1
 and 8 concurrent clients. Contenders alternate request by request, so load on
@@ -185,6 +190,7 @@ def main() -> None:
     from kerasflow.config import DataConfig
     from kerasflow.pipelines.transforms import decode_image, preprocess
     from kerasflow.serving.export import export_saved_model
+    from kerasflow.serving.portable import export_portable
 
     started = time.time()
     tmp = Path(tempfile.mkdtemp(prefix="kerasflow-bench-"))
@@ -196,6 +202,9 @@ def main() -> None:
     digits_exported = export_saved_model(digits, tmp / "digits", cfg.data, contract)
     digits_export = digits_exported.path
     mlflow.keras.save_model(digits, str(tmp / "anchor"))
+    calibration = np.random.default_rng(1).integers(0, 256, (64, 16, 16, 1), np.uint8)
+    litert = export_portable(digits, tmp / "art", cfg.data, contract, "litert", "int8", calibration)
+    onnx = export_portable(digits, tmp / "art", cfg.data, contract, "onnx")
 
     rng = np.random.default_rng(0)
     digit = (rng.random((8, 8, 1)) * 255).astype(np.uint8)
@@ -230,9 +239,20 @@ def main() -> None:
          "--saved-model-digest", digits_exported.digest],
         kf_port, tmp / "kf.log",
     )  # fmt: skip
+    lite_port, onnx_port = free_port(), free_port()
+    lite = Server(
+        [sys.executable, "-m", "kerasflow", "serve", str(litert.path), "--port", str(lite_port)],
+        lite_port, tmp / "litert.log",
+    )  # fmt: skip
+    onnx_server = Server(
+        [sys.executable, "-m", "kerasflow", "serve", str(onnx.path), "--port", str(onnx_port)],
+        onnx_port, tmp / "onnx.log",
+    )  # fmt: skip
     try:
         anchor.wait()
         kf.wait()
+        lite.wait()
+        onnx_server.wait()
         phases["servers_up"] = time.time() - started
         loaded = tf.saved_model.load(str(digits_export))
         sig = loaded.signatures["serving_default"]
@@ -247,6 +267,8 @@ def main() -> None:
                 "anchor": anchor_client,
                 "http": kf_client,
                 "direct": lambda: sig(image_bytes=digit_tensor),
+                "litert_int8_http": Client(lite_port, kf_body),
+                "onnx_http": Client(onnx_port, kf_body),
             },
             n_digits,
             warmup,
@@ -260,6 +282,8 @@ def main() -> None:
     finally:
         anchor.stop()
         kf.stop()
+        lite.stop()
+        onnx_server.stop()
 
     try:
         ms.wait()
@@ -287,6 +311,14 @@ def main() -> None:
         "http_over_direct_p50_ratio": round(
             statistics.median(mt["http"]) / statistics.median(mt["direct"]), 4
         ),
+        "litert_int8_http_over_direct_p50_ratio": round(
+            statistics.median(t["litert_int8_http"]) / statistics.median(t["direct"]), 4
+        ),
+        "onnx_http_over_direct_p50_ratio": round(
+            statistics.median(t["onnx_http"]) / statistics.median(t["direct"]), 4
+        ),
+        "p50_ms_litert_int8_http": round(pct(t["litert_int8_http"], 50), 3),
+        "p50_ms_onnx_http": round(pct(t["onnx_http"], 50), 3),
         "p50_ms_mlflow_keras_anchor": round(pct(t["anchor"], 50), 3),
         "p99_ms_mlflow_keras_anchor": round(pct(t["anchor"], 99), 3),
         "p50_ms_http": round(pct(t["http"], 50), 3),
@@ -302,7 +334,11 @@ def main() -> None:
         "anchor_vs_kerasflow_max_abs_diff": max_diff,
         "requests_digits": n_digits,
         "requests_mobilenet": n_mobile,
-        "targets": {"http_over_mlflow_keras_p50_ratio": 0.25, "http_over_direct_p50_ratio": 1.3},
+        "targets": {
+            "http_over_mlflow_keras_p50_ratio": 0.25,
+            "http_over_direct_p50_ratio": 1.3,
+            "litert_int8_http_over_direct_p50_ratio": 1.0,
+        },
         "cpu_count": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "phase_seconds": {k: round(v, 1) for k, v in phases.items()},

@@ -438,15 +438,67 @@ def explain(
     type=click.Path(dir_okay=False),
     help="Run config (default: the model's run's config).",
 )
+@click.option(
+    "--format",
+    "fmt",
+    default="saved_model",
+    show_default=True,
+    type=click.Choice(["saved_model", "litert", "onnx"]),
+    help="litert / onnx: a portable artefact in OUT taking uint8 pixels, verified on the test split.",
+)
+@click.option(
+    "--quantize",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", "float16", "dynamic", "int8"]),
+    help="LiteRT/ONNX quantisation (float16: LiteRT only; int8 calibrates on training images).",
+)
+@click.option(
+    "--max-metric-drop",
+    type=float,
+    default=None,
+    help="Exit 1 when the artefact's test metric is more than this below the Keras model's.",
+)
+@click.option("--no-verify", is_flag=True, help="Skip the verification of a LiteRT/ONNX artefact.")
 @_set_option
-def export_cmd(model, out_dir, version, config, overrides):
-    """Export MODEL as a SavedModel in the TF Serving layout OUT/<version>/ (bytes, uint8 and float signatures)."""
+def export_cmd(
+    model, out_dir, version, config, fmt, quantize, max_metric_drop, no_verify, overrides
+):
+    """Export MODEL: a SavedModel in the TF Serving layout OUT/<version>/, or a LiteRT/ONNX artefact."""
+    if fmt != "saved_model" or quantize != "none":
+        _export_portable(
+            model, out_dir, fmt, quantize, config, overrides, max_metric_drop, no_verify
+        )
+        return
     exported = kerasflow.export(
         model, out_dir, version=version, config=config, overrides=list(overrides)
     )
     click.echo(f"Exported version {exported.version} to {exported.path}")
     click.echo(f"Content digest: {exported.digest}  (kerasflow serve --saved-model-digest)")
     click.echo(f"Inspect it: saved_model_cli show --dir {exported.path} --all")
+
+
+def _export_portable(model, out_dir, fmt, quantize, config, overrides, max_metric_drop, no_verify):
+    from kerasflow.serving.formats import export_model
+    from kerasflow.serving.verify import table_text
+
+    report = export_model(
+        model,
+        out_dir,
+        fmt,
+        quantize,
+        config=config,
+        overrides=list(overrides),
+        max_metric_drop=max_metric_drop,
+        verify_split=None if no_verify else "test",
+    )
+    for art in report.artefacts:
+        click.echo(
+            f"Exported {art.path} ({art.size_bytes / 1024:.1f} KB), contract {art.contract_path}"
+        )
+    if report.verification:
+        click.echo(f"Verified on the test split ({report.verification[0]['examples']} images):")
+        click.echo(table_text(report.verification))
 
 
 @cli.command()
@@ -528,6 +580,27 @@ def serve(
         trust_saved_model=trust_saved_model,
         saved_model_digest=saved_model_digest,
     )
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, per image.")
+@click.option(
+    "--config", "config", type=click.Path(dir_okay=False), help="Run config for a .keras file."
+)
+@_set_option
+def predict(model, images, as_json, config, overrides):
+    """Predict IMAGES with MODEL: a .tflite/.onnx artefact, a SavedModel export or a model URI.
+
+    A LiteRT or ONNX artefact runs with its own runtime and never imports TensorFlow.
+    """
+    import json
+
+    from kerasflow.serving.predict import predict_paths, summary
+
+    for result in predict_paths(model, list(images), config=config, overrides=list(overrides)):
+        click.echo(json.dumps(result) if as_json else f"{result['path']}: {summary(result)}")
 
 
 # ---- tuning engineer: tune, server

@@ -686,6 +686,35 @@ class ExportConfig(Section):
     log_serving_model: bool = Field(
         default=True, description="also log an MLflow pyfunc model that serves the SavedModel"
     )
+    formats: list[str] = Field(
+        default_factory=lambda: ["saved_model"],
+        description="what to export, FORMAT[:QUANTIZE] each: saved_model, litert, onnx; "
+        "quantize none, float16 (litert), dynamic or int8, e.g. [saved_model, litert:int8]",
+    )
+    max_metric_drop: float | None = Field(
+        default=None,
+        ge=0,
+        description="fail the run when a LiteRT/ONNX artefact's test metric is this much "
+        "below the Keras model's",
+    )
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str]) -> list[str]:
+        allowed = {
+            "saved_model",
+            *(f"{f}:{q}" for f in ("litert", "onnx") for q in ("none", "dynamic", "int8")),
+            "litert",
+            "onnx",
+            "litert:float16",
+        }
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise ValueError(
+                f"unknown export format(s) {bad}: use saved_model, litert or onnx, with "
+                f":none, :float16 (litert), :dynamic or :int8, e.g. litert:int8"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -34,6 +34,12 @@ class ServingError(KerasflowError):
     """An export or serving request cannot be carried out."""
 
 
+class VerificationError(ServingError):
+    """An exported artefact scored worse than allowed next to its Keras model (exit 1)."""
+
+    exit_code = 1
+
+
 class WorkerLostError(KerasflowError):
     """A worker of a multi-worker job stopped answering; restart every worker to resume."""
 

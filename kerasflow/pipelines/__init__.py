@@ -21,11 +21,39 @@ printing a plan), ``augment`` (random ops as steps), ``builder``
 (palette BMP decoding).
 """
 
-from kerasflow.pipelines.builder import PreparedData, build, prepare
-from kerasflow.pipelines.detection_data import DetectionData, prepare_detection
-from kerasflow.pipelines.plan import Step
-from kerasflow.pipelines.sources import TARGETS, SourceData, from_arrays, load_source
-from kerasflow.pipelines.transforms import decode_image, decode_mask, preprocess
+from __future__ import annotations
+
+import importlib
+
+# Public name -> the module that holds it. Loaded on first use: the pipelines
+# import TensorFlow, and ``scan`` (the serving request checks) must not.
+_PUBLIC = {
+    "PreparedData": "builder",
+    "build": "builder",
+    "prepare": "builder",
+    "DetectionData": "detection_data",
+    "prepare_detection": "detection_data",
+    "Step": "plan",
+    "TARGETS": "sources",
+    "SourceData": "sources",
+    "from_arrays": "sources",
+    "load_source": "sources",
+    "decode_image": "transforms",
+    "decode_mask": "transforms",
+    "preprocess": "transforms",
+}
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f"kerasflow.pipelines.{_PUBLIC[name]}"), name)
+    try:
+        return importlib.import_module(f"kerasflow.pipelines.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"kerasflow.pipelines.{name}":
+            raise
+        raise AttributeError(f"module 'kerasflow.pipelines' has no attribute {name!r}") from None
+
 
 __all__ = [
     "TARGETS",

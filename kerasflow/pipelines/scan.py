@@ -25,7 +25,13 @@ from typing import BinaryIO
 
 import numpy as np
 
-from kerasflow.pipelines import bmp
+
+def _bmp():
+    # bmp.py decodes with TensorFlow; the header checks of `kerasflow serve` must not import it.
+    from kerasflow.pipelines import bmp
+
+    return bmp
+
 
 MAGIC = {
     b"\xff\xd8\xff": "JPEG",
@@ -255,7 +261,7 @@ def _check_content(
     if fmt == "PNG" and b"IEND" not in tail:
         info.problem = "truncated PNG (no IEND chunk)"
         return
-    if fmt == "BMP" and (problem := bmp.header_problem(head)):
+    if fmt == "BMP" and (problem := _bmp().header_problem(head)):
         info.problem = problem
         return
     try:
@@ -297,7 +303,7 @@ def quick_scan(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> F
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:
-            head = fh.read(bmp.HEAD_BYTES)
+            head = fh.read(_bmp().HEAD_BYTES)
             fh.seek(max(0, size - 1024))
             tail = fh.read()
     except OSError as exc:
@@ -320,7 +326,7 @@ def full_scan(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> Fi
 def scan_bytes(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> FileInfo:
     """``full_scan`` of encoded image bytes (e.g. one TFRecord record's image) called ``name``."""
     info = FileInfo(name)
-    _check_content(info, data, len(data), data[: bmp.HEAD_BYTES], data[-1024:], max_pixels)
+    _check_content(info, data, len(data), data[: _bmp().HEAD_BYTES], data[-1024:], max_pixels)
     _check_pixels(info, data)
     return info
 

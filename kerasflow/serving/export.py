@@ -258,6 +258,8 @@ def export_after_training(cfg, model, contract, tracker, registered, work_dir) -
     from kerasflow.serving import mlflow_model as tracked
 
     base = Path(spec.dir) if spec.dir else Path(work_dir) / "export"
+    if "saved_model" not in spec.formats:  # only LiteRT/ONNX: serving.formats.export_after_run
+        return None
     exported = export_saved_model(model, base, cfg.data, contract, version=spec.version)
     if not tracker.enabled:
         return exported.path

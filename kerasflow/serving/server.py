@@ -216,10 +216,20 @@ def serve(
             raise ServingError(f"{name} must be positive. Received: {value}")
     workdir = Path(tempfile.mkdtemp(prefix="kerasflow-serve-"))
     try:
-        source = resolve_saved_model(
-            model, workdir, config, overrides, uri, trust_saved_model, saved_model_digest
-        )
-        app = build_app(source, limits_for(source, max_payload_mb, max_image_pixels, max_batch))
+        from kerasflow.serving.artefact_runtime import is_artefact
+
+        if is_artefact(model):  # LiteRT / ONNX: served by its own runtime, no TensorFlow
+            from kerasflow.serving.artefact_predictor import build_artefact_app
+
+            limits = limits_for(
+                ServingSource(Path(model)), max_payload_mb, max_image_pixels, max_batch
+            )
+            app = build_artefact_app(model, limits)
+        else:
+            source = resolve_saved_model(
+                model, workdir, config, overrides, uri, trust_saved_model, saved_model_digest
+            )
+            app = build_app(source, limits_for(source, max_payload_mb, max_image_pixels, max_batch))
         if on_ready is not None:
             on_ready(f"http://{host}:{port}")
         with contextlib.suppress(KeyboardInterrupt):

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasflow.errors import ConfigError
+from kerasflow.errors import ConfigError, ServingError
 
 # The serving signatures every export has, whatever its task.
 BYTES_SIGNATURE = "serving_default"
@@ -346,6 +346,21 @@ class Task:
     def json_predictions(self, outputs, contract: dict) -> list[dict]:
         """Signature outputs as one JSON-ready dict per image."""
         raise NotImplementedError
+
+    def portable_outputs(self, model, contract: dict) -> Callable:
+        """The outputs of a LiteRT / ONNX artefact: ``x -> {name: tensor}`` of builtin ops only.
+
+        ``x`` is a float32 batch of model-input pixels (0..255). The names are
+        what :mod:`kerasflow.tasks.predictions` reads, and ``probabilities``
+        (what export verification compares with Keras) is always one of them.
+
+        Raises:
+            ServingError: the task has no portable artefact.
+        """
+        raise ServingError(
+            f"Task {self.name!r} cannot be exported to LiteRT or ONNX yet. "
+            "Export a SavedModel (--format saved_model)."
+        )
 
 
 # ---------------------------------------------------------------- shared helpers

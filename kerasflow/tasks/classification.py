@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasflow.tasks import plots, report_html
+from kerasflow.tasks import plots, predictions, report_html
 from kerasflow.tasks.base import (
     Task,
     class_weights,
@@ -252,23 +252,23 @@ class ClassificationTask(Task):
         import tensorflow as tf
 
         names = tf.constant(contract["class_names"], dtype=tf.string)
+        portable = self.portable_outputs(model, contract)
+
+        def outputs(x):
+            out = portable(x)
+            return {**out, "class_name": tf.gather(names, out["class_id"])}
+
+        return image_signatures(data_config, outputs)
+
+    def portable_outputs(self, model, contract: dict):
+        import tensorflow as tf
 
         def outputs(x):
             probabilities = tf.cast(model(x, training=False), tf.float32)
             class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-            return {
-                "probabilities": probabilities,
-                "class_id": class_id,
-                "class_name": tf.gather(names, class_id),
-            }
+            return {"probabilities": probabilities, "class_id": class_id}
 
-        return image_signatures(data_config, outputs)
+        return outputs
 
     def json_predictions(self, outputs, contract: dict) -> list[dict]:
-        probs = outputs["probabilities"].numpy()
-        ids = outputs["class_id"].numpy()
-        names = contract["class_names"]
-        return [
-            {"class_id": int(i), "class_name": names[int(i)], "probabilities": p.tolist()}
-            for i, p in zip(ids, probs, strict=True)
-        ]
+        return predictions.classification(outputs, contract)

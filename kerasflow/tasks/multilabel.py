@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasflow.tasks import multilabel_report as mlr
+from kerasflow.tasks import predictions
 from kerasflow.tasks.base import Task, image_signatures, predict
 
 # compile.metrics names -> Keras metric factories (num_labels -> metric); thresholds 0.5.
@@ -135,31 +136,31 @@ class MultilabelTask(Task):
         import tensorflow as tf
 
         names = tf.constant(contract["class_names"], tf.string)
-        thresholds = tf.constant(contract["thresholds"], tf.float32)
+        portable = self.portable_outputs(model, contract)
 
         def outputs(x):
-            probabilities = tf.cast(model(x, training=False), tf.float32)
-            predicted = probabilities >= thresholds
-            return {
-                "probabilities": probabilities,
-                "predicted": tf.cast(predicted, tf.int32),
-                # One row per image: the names over their thresholds, "" elsewhere.
-                "label_names": tf.where(predicted, names, ""),
-            }
+            out = portable(x)
+            # One row per image: the names over their thresholds, "" elsewhere.
+            return {**out, "label_names": tf.where(out["predicted"] > 0, names, "")}
 
         return image_signatures(data_config, outputs)
 
     def serving_metadata(self, contract: dict) -> dict:
         return {"thresholds": contract["thresholds"]}
 
+    def portable_outputs(self, model, contract: dict):
+        import tensorflow as tf
+
+        values = [float(t) for t in contract["thresholds"]]
+
+        def outputs(x):
+            # Made inside the graph: a captured eager tensor would become an ONNX input.
+            thresholds = tf.constant(values, tf.float32)
+            probabilities = tf.cast(model(x, training=False), tf.float32)
+            predicted = tf.cast(probabilities >= thresholds, tf.int32)
+            return {"probabilities": probabilities, "predicted": predicted}
+
+        return outputs
+
     def json_predictions(self, outputs, contract: dict) -> list[dict]:
-        probs = outputs["probabilities"].numpy()
-        predicted = outputs["predicted"].numpy().astype(bool)
-        names = contract["class_names"]
-        return [
-            {
-                "labels": [names[i] for i in np.flatnonzero(row)],
-                "probabilities": {n: float(p) for n, p in zip(names, ps, strict=True)},
-            }
-            for row, ps in zip(predicted, probs, strict=True)
-        ]
+        return predictions.multilabel(outputs, contract)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasflow.tasks import plots, report_html
+from kerasflow.tasks import plots, predictions, report_html
 from kerasflow.tasks.base import Task, display_images, image_signatures, take_examples
 from kerasflow.tasks.metrics import METRICS
 
@@ -147,6 +147,9 @@ class SegmentationTask(Task):
         )
 
     def serving_functions(self, model, data_config, contract: dict) -> dict:
+        return image_signatures(data_config, self.portable_outputs(model, contract))
+
+    def portable_outputs(self, model, contract: dict):
         import tensorflow as tf
 
         def outputs(x):
@@ -154,7 +157,7 @@ class SegmentationTask(Task):
             class_map = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
             return {"probabilities": probabilities, "class_map": class_map}
 
-        return image_signatures(data_config, outputs)
+        return outputs
 
     def json_predictions(self, outputs, contract: dict) -> list[dict]:
-        return [{"class_map": m.tolist()} for m in outputs["class_map"].numpy()]
+        return predictions.segmentation(outputs, contract)

@@ -147,6 +147,22 @@ def run_id_of(model: str, uri: str | None = None) -> str | None:
     return None
 
 
+def registered_version_of(model: str, uri: str | None = None) -> tuple[str, str] | None:
+    """``(name, version)`` of a ``models:/NAME/VERSION`` or ``models:/NAME@alias`` URI, else None."""
+    rest = model.removeprefix("models:/") if model.startswith("models:/") else None
+    if rest is None or ("@" not in rest and "/" not in rest):
+        return None
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        client = MlflowClient(resolve_tracking_uri(uri))
+        try:
+            return name, str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException as exc:
+            raise TrackingError(f"Cannot find model {model!r}: {exc.message}") from exc
+    name, version = rest.split("/", 1)
+    return name, version
+
+
 CUSTOM_OBJECT_MODULES = (
     "kerasflow.models.layers",
     "kerasflow.models.schedules",

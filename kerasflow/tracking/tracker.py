@@ -169,6 +169,12 @@ class RunTracker:
         if self.enabled:
             self.client.log_dict(self.run_id, data, artifact_file)
 
+    def log_table(self, rows: list[dict], artifact_file: str) -> None:
+        """Rows of one shape as an MLflow table (shown in the UI's artifact and evaluation views)."""
+        if self.enabled and rows:
+            columns = {key: [row.get(key) for row in rows] for key in rows[0]}
+            self.client.log_table(self.run_id, columns, artifact_file)
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         if self.enabled:
             self.client.log_artifact(self.run_id, str(path), artifact_path)

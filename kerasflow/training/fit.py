@@ -38,6 +38,7 @@ from kerasflow import tasks
 from kerasflow.config import RunConfig, as_config
 from kerasflow.errors import ConfigError, WorkerLostError
 from kerasflow.serving.export import export_after_training
+from kerasflow.serving.formats import export_after_run
 from kerasflow.tasks import plots
 from kerasflow.tasks.base import metric_mode
 from kerasflow.tracking import MlflowCallback, RunTracker, model_registry, start_tracker
@@ -635,6 +636,7 @@ def _finish(
             tracker.set_tags({"kerasflow.registered_version": registered.version})
             state.mark("registered")
     export_after_training(cfg, model, contract, tracker, registered, work or out.parent)
+    export_after_run(cfg, model, contract, tracker, registered, work or out.parent)
     return TrainResult(
         model=model,
         history=history or {},

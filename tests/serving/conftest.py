@@ -49,20 +49,24 @@ def export_dir(served_run, store_dir):
 @pytest.fixture(scope="session")
 def image_files(served_run, tmp_path_factory):
     """100 test-split digits written as 50 PNG and 50 JPEG files in class folders."""
+    return write_digit_files(served_run, tmp_path_factory.mktemp("images"))
+
+
+def write_digit_files(result, root: Path, jpeg: bool = True) -> tuple[Path, list[Path]]:
+    """100 test-split digits of a run, as 50 PNG and 50 JPEG files (or 100 PNG) in class folders."""
     from PIL import Image
 
     from kerasflow import pipelines
 
-    prepared = pipelines.prepare(served_run.config.data, served_run.config.experiment.seed)
+    prepared = pipelines.prepare(result.config.data, result.config.experiment.seed)
     idx = prepared.indices["test"][:100]
-    root = tmp_path_factory.mktemp("images")
     paths = []
     for n, i in enumerate(idx):
         image = prepared.source.images[i][..., 0]
         label = int(prepared.source.labels[i])
         folder = root / str(label)
         folder.mkdir(exist_ok=True)
-        fmt, ext = ("PNG", "png") if n % 2 == 0 else ("JPEG", "jpg")
+        fmt, ext = ("PNG", "png") if n % 2 == 0 or not jpeg else ("JPEG", "jpg")
         buf = io.BytesIO()
         Image.fromarray(image, mode="L").save(
             buf, fmt, **({"quality": 90} if fmt == "JPEG" else {})

@@ -1,0 +1,184 @@
+"""Verification at export: each LiteRT/ONNX artefact run by its own runtime next to Keras.
+
+:func:`verify_artefacts` feeds the same uint8 pixels of a split (the test
+split by default, the pipeline's deterministic preprocessing) to the Keras
+model and to every artefact, and reports per artefact: the task's headline
+metric (accuracy, mean IoU, micro F1) and its drop from Keras, the agreement
+of the arg-max (top-1 for classification, pixels for segmentation), the
+largest absolute probability difference, the file size, and the batch-1
+latency (median over interleaved calls: Keras through a ``tf.function``, then
+each artefact, image after image, so that load on the machine hits all alike).
+
+Example:
+    >>> rows = verify_artefacts(model, [written], data, contract)
+    >>> rows[1]["top1_agreement"], rows[1]["max_prob_diff"]
+    (1.0, 2.9e-07)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from kerasflow import tasks
+from kerasflow.errors import VerificationError
+from kerasflow.serving.artefact_runtime import load_artefact
+
+log = logging.getLogger(__name__)
+
+LATENCY_CALLS = 100
+BATCH = 64
+
+
+def split_pixels(data, split: str = "test", limit: int | None = None):
+    """``(pixels uint8 N x h x w x c, targets)`` of a split, without augmentation."""
+    images = []
+    for image, _ in data.dataset(split, training=False, batch=False):
+        images.append(np.asarray(image))
+        if limit is not None and len(images) >= limit:
+            break
+    if not images:
+        return np.zeros((0, *data.input_shape), np.uint8), np.zeros((0,))
+    pixels = np.clip(np.round(np.stack(images)), 0, 255).astype(np.uint8)
+    targets = data.labels(split)
+    return pixels, targets[: len(pixels)]
+
+
+def _batched(run, pixels: np.ndarray) -> np.ndarray:
+    return np.concatenate([run(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)])
+
+
+def _median_latencies(calls: dict, pixels: np.ndarray, repeats: int) -> dict[str, float]:
+    """Median milliseconds of one batch-1 call per runner, interleaved image by image."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():  # warm-up: first calls allocate
+        call(pixels[:1])
+    for i in range(repeats):
+        one = pixels[i % len(pixels)][None]
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call(one)
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t) * 1e3) for name, t in times.items()}
+
+
+def verify_artefacts(
+    model, artefacts, data, contract: dict, split: str = "test", latency_calls=LATENCY_CALLS
+) -> list[dict]:
+    """The verification table: one row for Keras, one per artefact (see the module docstring).
+
+    Args:
+        model: the Keras model the artefacts were converted from.
+        artefacts: :class:`~kerasflow.serving.portable.PortableArtefact` (or paths).
+        data: the run's prepared data (``dataset(split, training=False, batch=False)``, ``labels``).
+        contract: the model's contract.
+        split: the split to compare on.
+        latency_calls: batch-1 calls per runner for the latency medians (0: no latency).
+    """
+    import tensorflow as tf
+
+    task = tasks.get(contract["task"])
+    pixels, targets = split_pixels(data, split)
+    if len(pixels) == 0:
+        raise VerificationError(f"The {split} split is empty: nothing to verify the export on.")
+    keras_fn = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False))
+
+    def keras_probs(x):
+        return np.asarray(keras_fn(x), np.float32)
+
+    reference = _batched(keras_probs, pixels)
+    headline = task.headline
+    keras_score = float(task.report(targets, reference, contract)[headline])
+    loaded = [load_artefact(getattr(a, "path", a)) for a in artefacts]
+    calls = {"keras": keras_probs}
+    for i, art in enumerate(loaded):
+        calls[f"artefact{i}"] = lambda x, art=art: art.run(x)["probabilities"]
+    latency = _median_latencies(calls, pixels, latency_calls) if latency_calls else {}
+    rows = [
+        {
+            "format": "keras",
+            "quantize": "none",
+            "file": "",
+            "size_bytes": 0,
+            "metric": headline,
+            "value": keras_score,
+            "metric_drop": 0.0,
+            "top1_agreement": 1.0,
+            "max_prob_diff": 0.0,
+            "latency_ms": latency.get("keras", float("nan")),
+            "latency_ratio": 1.0,
+            "examples": len(pixels),
+        }
+    ]
+    for i, art in enumerate(loaded):
+        probs = _batched(lambda x, art=art: art.run(x)["probabilities"], pixels)
+        score = float(task.report(targets, probs, contract)[headline])
+        ms = latency.get(f"artefact{i}", float("nan"))
+        rows.append(
+            {
+                "format": art.format,
+                "quantize": art.contract.get("quantize", "none"),
+                "file": art.path.name,
+                "size_bytes": art.size_bytes,
+                "metric": headline,
+                "value": score,
+                "metric_drop": keras_score - score,
+                "top1_agreement": float(np.mean(probs.argmax(-1) == reference.argmax(-1))),
+                "max_prob_diff": float(np.abs(probs - reference).max()),
+                "latency_ms": ms,
+                "latency_ratio": ms / rows[0]["latency_ms"] if latency else float("nan"),
+                "examples": len(pixels),
+            }
+        )
+    return rows
+
+
+def check_drop(rows: list[dict], max_metric_drop: float | None) -> None:
+    """Raise when an artefact's metric is more than ``max_metric_drop`` below Keras'.
+
+    Raises:
+        VerificationError: names each artefact over the limit (exit code 1).
+    """
+    if max_metric_drop is None:
+        return
+    over = [r for r in rows[1:] if r["metric_drop"] > max_metric_drop]
+    if over:
+        detail = "; ".join(
+            f"{r['file']}: {r['metric']} {r['value']:.4f} vs Keras {rows[0]['value']:.4f} "
+            f"(drop {r['metric_drop']:.4f})"
+            for r in over
+        )
+        raise VerificationError(
+            f"Export verification failed, more than --max-metric-drop {max_metric_drop:g} lost: "
+            f"{detail}. Try a lighter quantisation (dynamic or float16) or more calibration data."
+        )
+
+
+def table_text(rows: list[dict]) -> str:
+    """The verification table as aligned text (what ``kerasflow export`` prints)."""
+    head = f"{'artefact':<24} {'metric':>18} {'drop':>8} {'top-1 agree':>11} "
+    head += f"{'max |dp|':>9} {'size KB':>9} {'ms (b=1)':>9}"
+    lines = [head]
+    for r in rows:
+        name = r["file"] or "keras"
+        metric = f"{r['metric']} {r['value']:.4f}"
+        lines.append(
+            f"{name:<24} {metric:>18} {r['metric_drop']:>8.4f} {r['top1_agreement']:>11.4f} "
+            f"{r['max_prob_diff']:>9.2e} {r['size_bytes'] / 1024:>9.1f} {r['latency_ms']:>9.3f}"
+        )
+    return "\n".join(lines)
+
+
+def version_tags(rows: list[dict]) -> dict[str, str]:
+    """Tags for the registered model version: each artefact's metric, agreement and size."""
+    tags = {}
+    for r in rows[1:]:
+        key = f"kerasflow.export.{r['format']}.{r['quantize']}"
+        tags[f"{key}.{r['metric']}"] = f"{r['value']:.4f}"
+        tags[f"{key}.top1_agreement"] = f"{r['top1_agreement']:.4f}"
+        tags[f"{key}.max_prob_diff"] = f"{r['max_prob_diff']:.3g}"
+        tags[f"{key}.size_bytes"] = str(r["size_bytes"])
+        tags[f"{key}.latency_ms"] = f"{r['latency_ms']:.3f}"
+    return tags

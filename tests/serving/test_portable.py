@@ -1,0 +1,254 @@
+"""LiteRT and ONNX artefacts of the packaged digits model: conversion, verification, predict, serve.
+
+One module fixture exports the session's ``digits_result`` model as a SavedModel,
+float32 LiteRT, int8 LiteRT and float32 ONNX (the three conversions each in a
+child process, as ``export_formats`` does for several), verified on the test split.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.serving.conftest import Server, get, post, probabilities, server_env, write_digit_files
+
+pytestmark = pytest.mark.slow
+
+FORMATS = ["saved_model", "litert", "litert:int8", "onnx"]
+# Runs `kerasflow predict --json` in a fresh interpreter, then reports what it imported.
+PREDICT_SCRIPT = """
+import json, sys
+from kerasflow.cli import cli
+cli.main(args=["predict", "--json", *sys.argv[1:]], standalone_mode=False)
+print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(digits_result, tmp_path_factory):
+    from kerasflow.serving.export import contract_for
+    from kerasflow.serving.formats import export_formats
+    from kerasflow.tracking import RunTracker
+
+    cfg = digits_result.config
+    out = tmp_path_factory.mktemp("portable")
+    registered = digits_result.registered
+    report = export_formats(
+        digits_result.model,
+        out / "serving",
+        cfg,
+        contract_for(cfg, digits_result.model),
+        FORMATS,
+        portable_dir=out / "artefacts",
+        tracker=RunTracker(cfg.tracking.uri, digits_result.run_id),
+        registered=(registered.name, registered.version),
+    )
+    rows = {(r["format"], r["quantize"]): r for r in report.verification}
+    return report, rows, out
+
+
+@pytest.fixture(scope="module")
+def digit_files(digits_result, tmp_path_factory):
+    # PNG only: Pillow decodes JPEG with the exact integer DCT, TensorFlow with the fast one,
+    # and a grey level of difference can flip a borderline digit (see docs/export.md).
+    return write_digit_files(digits_result, tmp_path_factory.mktemp("digit_files"), jpeg=False)[1]
+
+
+def test_verification_meets_the_acceptance_figures(exported):
+    report, rows, out = exported
+    keras = rows[("keras", "none")]
+    assert keras["examples"] == 359 and keras["value"] > 0.9
+    for key in [("litert", "none"), ("onnx", "none")]:
+        assert rows[key]["max_prob_diff"] <= 1e-5, rows[key]
+        assert rows[key]["top1_agreement"] == 1.0
+        assert rows[key]["metric_drop"] == 0.0
+    int8 = rows[("litert", "int8")]
+    assert abs(int8["metric_drop"]) <= 0.005, int8
+    assert int8["size_bytes"] * 3 <= rows[("litert", "none")]["size_bytes"]
+    assert all(r["latency_ms"] > 0 for r in rows.values())
+    saved = json.loads((out / "artefacts" / "verification.json").read_text())
+    assert [r["file"] for r in saved] == ["", "model.tflite", "model_int8.tflite", "model.onnx"]
+    assert (report.saved_model.path / "saved_model.pb").is_file()
+
+
+def test_contract_beside_each_artefact(exported):
+    report, rows, _ = exported
+    for art in report.artefacts:
+        contract = json.loads(art.contract_path.read_text())
+        assert contract["class_names"] == [str(i) for i in range(10)]
+        assert contract["image_size"] == [16, 16] and contract["channels"] == 1
+        assert contract["task"] == "classification"
+        assert contract["input"]["dtype"] == "uint8" and contract["input"]["name"] == "pixels"
+        assert contract["outputs"] == ["class_id", "probabilities"]
+        assert contract["normalisation"]["normalize"] == "unit"
+        assert contract["quantize"] == art.quantize
+        assert contract["verification"]["artefact"]["file"] == art.path.name
+
+
+def test_verification_logged_to_the_run_and_the_registered_version(exported, digits_result):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(digits_result.config.tracking.uri)
+    run = client.get_run(digits_result.run_id)
+    assert run.data.tags["kerasflow.export.litert.int8.accuracy"] == (
+        f"{exported[1][('litert', 'int8')]['value']:.4f}"
+    )
+    table = client.download_artifacts(digits_result.run_id, "export/verification.json")
+    logged = json.loads(Path(table).read_text())
+    assert logged["columns"][:3] == ["format", "quantize", "file"] and len(logged["data"]) == 4
+    reg = digits_result.registered
+    version = client.get_model_version(reg.name, reg.version)
+    assert version.tags["kerasflow.export.onnx.none.top1_agreement"] == "1.0000"
+
+
+def test_flex_op_fails_conversion_naming_the_op(tmp_path):
+    import keras
+
+    from kerasflow.config import DataConfig
+    from kerasflow.errors import ServingError
+    from kerasflow.serving.portable import export_portable
+
+    @keras.saving.register_keras_serializable(package="kerasflow_test")
+    class CumulativeProduct(keras.layers.Layer):
+        def call(self, x):
+            return keras.ops.cumprod(x, axis=-1)
+
+    inputs = keras.Input((4, 4, 1))
+    x = CumulativeProduct()(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    data = DataConfig(source="digits", image_size=[4, 4], channels=1)
+    contract = {"task": "classification", "class_names": ["a", "b"]}
+    with pytest.raises(ServingError, match="Cumprod") as info:
+        export_portable(model, tmp_path, data, contract, "litert")
+    assert "Flex" in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_missing_runtime_names_the_extra(monkeypatch):
+    from kerasflow.errors import ServingError
+    from kerasflow.serving.artefact_runtime import require
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ServingError, match=r"kerasflow\[onnx\]"):
+        require("onnxruntime", "onnx")
+
+
+def test_predict_on_each_artefact_matches_the_saved_model_without_tensorflow(exported, digit_files):
+    from kerasflow.serving.predict import predict_paths
+
+    report, _, out = exported
+    paths = [str(p) for p in digit_files]
+    reference = predict_paths(str(report.saved_model.path), paths)
+    ref_classes = [r["class_id"] for r in reference]
+    for name in ("model.tflite", "model_int8.tflite", "model.onnx"):
+        done = subprocess.run(
+            [sys.executable, "-c", PREDICT_SCRIPT, str(out / "artefacts" / name), *paths],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        lines = done.stdout.strip().splitlines()
+        assert json.loads(lines[-1]) == {"tensorflow": False, "keras": False}
+        results = [json.loads(line) for line in lines[:-1]]
+        assert [r["path"] for r in results] == paths
+        classes = [r["class_id"] for r in results]
+        if "int8" in name:  # quantised: the verification allows a borderline image to flip
+            assert np.mean(np.equal(classes, ref_classes)) >= 0.98
+        else:
+            assert classes == ref_classes
+            np.testing.assert_allclose(probabilities(results), probabilities(reference), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def litert_server(exported, digits_result, tmp_path_factory):
+    log = tmp_path_factory.mktemp("litert_server") / "server.log"
+    model = exported[2] / "artefacts" / "model_int8.tflite"
+    srv = Server([str(model)], server_env(digits_result.config.tracking.uri), log)
+    try:
+        srv.wait()
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_serving_a_litert_artefact_answers_like_the_saved_model(
+    litert_server, exported, digit_files
+):
+    from kerasflow.serving.predictor import Predictor
+
+    files = [p.read_bytes() for p in digit_files[:20]]
+    saved = Predictor.from_export(exported[0].saved_model.path)
+    reference = saved.predict({"b64": [base64.b64encode(f).decode() for f in files]})
+    body = json.dumps({"instances": [{"b64": base64.b64encode(f).decode()} for f in files]})
+    status, answer = post(litert_server.url + "/invocations", body.encode())
+    assert status == 200
+    predictions = json.loads(answer)["predictions"]
+    agree = np.mean(
+        [a["class_id"] == b["class_id"] for a, b in zip(predictions, reference, strict=True)]
+    )
+    assert agree >= 0.95
+    assert np.abs(probabilities(predictions) - probabilities(reference)).max() < 0.1
+    status, health = get(litert_server.url + "/ping")
+    assert status == 200 and json.loads(health)["task"] == "classification"
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 30, 20), np.uint8).tolist()
+    status, answer = post(
+        litert_server.url + "/invocations", json.dumps({"inputs": {"images": pixels}}).encode()
+    )
+    assert status == 200 and len(json.loads(answer)["predictions"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "message"),
+    [
+        ({"instances": [{"b64": "not base64!"}]}, 400, "not valid base64"),
+        ({"instances": [{"b64": base64.b64encode(b"GIF89a" + b"\0" * 7).decode()}]}, 400, "b64[0]"),
+        ({"inputs": {"images": [[[300]]]}}, 400, "0..255"),
+        ({"inputs": {"tensor": [[[[1.0]]]]}}, 400, "N x 16 x 16 x 1"),
+        ({"wrong": 1}, 400, "top-level key"),
+    ],
+)
+def test_litert_server_keeps_the_4xx_rules(litert_server, payload, status, message):
+    got, body = post(litert_server.url + "/invocations", json.dumps(payload).encode())
+    assert got == status
+    assert message in json.loads(body)["message"]
+
+
+def test_cli_refuses_a_quantisation_the_format_lacks(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "kerasflow", "export", "models:/none/1", "--format", "onnx"]
+        + ["--quantize", "float16", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "float16 quantisation is offered for LiteRT only" in done.stderr
+
+
+def test_config_export_formats_are_checked():
+    import kerasflow
+    from kerasflow.errors import ConfigError
+
+    cfg = kerasflow.load_config(None, ["export.formats=[saved_model, litert:int8, onnx:dynamic]"])
+    assert cfg.export.formats == ["saved_model", "litert:int8", "onnx:dynamic"]
+    with pytest.raises(ConfigError, match="onnx:float16"):
+        kerasflow.load_config(None, ["export.formats=[onnx:float16]"])
+
+
+def test_max_metric_drop_fails_with_exit_code_1(exported):
+    from kerasflow.errors import VerificationError
+    from kerasflow.serving.verify import check_drop
+
+    rows = list(exported[1].values())
+    check_drop(rows, 0.5)
+    worse = [rows[0], {**rows[1], "value": rows[0]["value"] - 0.02, "metric_drop": 0.02}]
+    with pytest.raises(VerificationError, match="drop 0.0200") as info:
+        check_drop(worse, 0.01)
+    assert info.value.exit_code == 1
