@@ -211,6 +211,41 @@ def ui(port, host, uri):
     sys.exit(subprocess.call(cmd, env=subprocess_env()))
 
 
+# ---- docs engineer: the run config's schema and resolved values
+@cli.group("config")
+def config_group():
+    """The run config: its JSON Schema and the fully resolved values."""
+
+
+@config_group.command("schema")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write the schema to this file instead of printing it.",
+)
+def config_schema(out):
+    """Print the run config's JSON Schema (every field, its type, default and description)."""
+    from pathlib import Path
+
+    from kerasflow.config import json_schema_text
+
+    if out is None:
+        click.echo(json_schema_text(), nl=False)
+    else:
+        Path(out).write_text(json_schema_text())
+        click.echo(f"Wrote {out}")
+
+
+@config_group.command("show")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_set_option
+def config_show(config, overrides):
+    """Print CONFIG (default: the packaged digits config) fully resolved, defaults filled, as YAML."""
+    cfg = kerasflow.load_config(config, list(overrides))
+    click.echo(cfg.to_yaml(), nl=False)
+
+
 # ---- data (pipelines engineer): plan, preview, check
 @cli.group()
 def data():
