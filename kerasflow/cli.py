@@ -246,6 +246,39 @@ def config_show(config, overrides):
     click.echo(cfg.to_yaml(), nl=False)
 
 
+@cli.command()
+@click.argument("source", metavar="FOLDER|MANIFEST|tfds:NAME")
+@click.option(
+    "--task",
+    default="classification",
+    show_default=True,
+    type=click.Choice(["classification", "multilabel", "segmentation", "detection"]),
+)
+@click.option(
+    "--out",
+    default="config.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the config.",
+)
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def init(source, task, out, force):
+    """Scan SOURCE once and write a commented first run config that trains as written."""
+    from pathlib import Path
+
+    from kerasflow.errors import ConfigError
+    from kerasflow.training.starter import starter_config
+
+    if Path(out).exists() and not force:
+        raise ConfigError(f"{out} exists. Pass --force to overwrite it, or another --out.")
+    start = starter_config(source, task=task)
+    Path(out).write_text(start.text)
+    click.echo(start.report.to_text())
+    for warning in start.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"Wrote {out}. Train it: kerasflow train {out}")
+
+
 # ---- data (pipelines engineer): plan, preview, check
 @cli.group()
 def data():
