@@ -612,6 +612,13 @@ class TrackingConfig(Section):
         default="auto", description="auto: min for names with loss or error, else max"
     )
     log_model: bool = Field(default=True, description="log the trained Keras model to the run")
+    system_metrics: bool = Field(
+        default=True,
+        description="log CPU, memory, disk, network and GPU use as system/ metrics (train, tune)",
+    )
+    system_metrics_interval_s: float = Field(
+        default=5.0, ge=0.5, description="seconds between two system metrics samples"
+    )
 
 
 # -------------------------------------------------------------------- export

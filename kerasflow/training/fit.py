@@ -31,6 +31,9 @@ from kerasflow.tasks import plots
 from kerasflow.tasks.base import metric_mode
 from kerasflow.tracking import MlflowCallback, RunTracker, model_registry, start_tracker
 from kerasflow.tracking import runs as mlflow_runs
+from kerasflow.tracking.datasets import log_datasets
+from kerasflow.tracking.system_metrics import start_system_metrics, stop_system_metrics
+from kerasflow.tracking.version_notes import annotate_version
 from kerasflow.training import custom_loop, distribute
 from kerasflow.training import evaluate as evaluation
 from kerasflow.training.compile import build_compiled_model, steps_per_epoch
@@ -191,6 +194,7 @@ def train(
     if other_split:
         tracker.set_tags({"kerasflow.split_seed": str(prepared.seed)})
     state.update(run_id=tracker.run_id, status="running", config=cfg.to_dict())
+    monitor = start_system_metrics(tracker, cfg.tracking)
     try:
         result = _train(cfg, task, prepared, tracker, state, work)
     except KeyboardInterrupt:
@@ -204,6 +208,8 @@ def train(
         tracker.end("FAILED")
         state.update(status="failed")
         raise
+    finally:
+        stop_system_metrics(monitor)
     tracker.end("FINISHED")
     state.update(status="finished")
     return result
@@ -238,6 +244,7 @@ def log_run_inputs(cfg: RunConfig, prepared, model, tracker: RunTracker) -> None
     tracker.log_metrics({"data_skipped_files": float(len(skipped))})
     if skipped:
         tracker.log_text("".join(f"{p}\t{why}\n" for p, why in skipped), "skipped_files.txt")
+    log_datasets(tracker, cfg.data, prepared)
 
 
 def _history(tracker: RunTracker, fit_history, initial_epoch: int) -> dict[str, dict[int, float]]:
@@ -448,6 +455,17 @@ def finish_run(
                 gate=chance,
             )
             tracker.set_tags({"kerasflow.registered_version": registered.version})
+            annotate_version(
+                registered.name,
+                registered.version,
+                run_id=tracker.run_id,
+                task=task.name,
+                model=cfg.model.name,
+                source=cfg.data.source,
+                metrics=test_metrics,
+                champion_metric=metric,
+                uri=tracker.uri,
+            )
     export_after_training(cfg, model, contract, tracker, registered, work or out.parent)
     return TrainResult(
         model=model,
