@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-extended lint format bench clean
+.PHONY: demo test test-extended lint format bench docs docs-build clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not extended"
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# The documentation site (docs/, mkdocs.yml) on http://127.0.0.1:8000, rebuilt on save.
+docs: $(STAMP)
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+docs-build: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 test-extended: $(STAMP)
 	$(BIN)/python -m pytest -q -m extended
@@ -37,4 +45,4 @@ bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache .ruff_cache

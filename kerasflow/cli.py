@@ -256,6 +256,74 @@ def ui(port, host, uri):
     sys.exit(subprocess.call(cmd, env=subprocess_env()))
 
 
+# ---- docs engineer: the run config's schema and resolved values
+@cli.group("config")
+def config_group():
+    """The run config: its JSON Schema and the fully resolved values."""
+
+
+@config_group.command("schema")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write the schema to this file instead of printing it.",
+)
+def config_schema(out):
+    """Print the run config's JSON Schema (every field, its type, default and description)."""
+    from pathlib import Path
+
+    from kerasflow.config import json_schema_text
+
+    if out is None:
+        click.echo(json_schema_text(), nl=False)
+    else:
+        Path(out).write_text(json_schema_text())
+        click.echo(f"Wrote {out}")
+
+
+@config_group.command("show")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@_set_option
+def config_show(config, overrides):
+    """Print CONFIG (default: the packaged digits config) fully resolved, defaults filled, as YAML."""
+    cfg = kerasflow.load_config(config, list(overrides))
+    click.echo(cfg.to_yaml(), nl=False)
+
+
+@cli.command()
+@click.argument("source", metavar="FOLDER|MANIFEST|tfds:NAME")
+@click.option(
+    "--task",
+    default="classification",
+    show_default=True,
+    type=click.Choice(["classification", "multilabel", "segmentation", "detection"]),
+)
+@click.option(
+    "--out",
+    default="config.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the config.",
+)
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+def init(source, task, out, force):
+    """Scan SOURCE once and write a commented first run config that trains as written."""
+    from pathlib import Path
+
+    from kerasflow.errors import ConfigError
+    from kerasflow.training.starter import starter_config
+
+    if Path(out).exists() and not force:
+        raise ConfigError(f"{out} exists. Pass --force to overwrite it, or another --out.")
+    start = starter_config(source, task=task)
+    Path(out).write_text(start.text)
+    click.echo(start.report.to_text())
+    for warning in start.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"Wrote {out}. Train it: kerasflow train {out}")
+
+
 # ---- data (pipelines engineer): plan, preview, check
 @cli.group()
 def data():

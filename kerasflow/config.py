@@ -53,21 +53,29 @@ class Section(BaseModel):
 
 # ---------------------------------------------------------------- experiment
 class ExperimentConfig(Section):
-    name: str = "digits"
+    name: str = Field(
+        default="digits",
+        description="the experiment's name: the default MLflow experiment, registered model and work_dir subfolder",
+    )
     task: Literal["classification", "multilabel", "segmentation", "detection"] = Field(
         default="classification",
         description="what the model predicts: one class per image (classification), any number "
         "of labels per image (multilabel), a class per pixel (segmentation) or boxes (detection); "
         "it decides every `auto` default (loss, metrics, monitors, champion metric)",
     )
-    seed: int = 42
+    seed: int = Field(
+        default=42,
+        description="seed of every random choice: splits, shuffling, augmentation, initial weights",
+    )
     deterministic: bool = Field(
         default=False, description="Enable TensorFlow op determinism (slower, bit-exact reruns)."
     )
     work_dir: str = Field(
         default="runs", description="Checkpoints and resume state live under work_dir/<name>/."
     )
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="extra MLflow tags set on every run of this config"
+    )
 
     @field_validator("name")
     @classmethod
@@ -90,11 +98,22 @@ class SplitConfig(Section):
     splits and ``fractions`` otherwise.
     """
 
-    train: float = 0.7
-    validation: float = 0.1
-    test: float = 0.2
-    stratify: bool = False
-    mode: Literal["auto", "fractions", "source"] = "auto"
+    train: float = Field(
+        default=0.7, description="share of the examples in the training split (mode: fractions)"
+    )
+    validation: float = Field(
+        default=0.1,
+        description="share in the validation split; with mode: source, the share carved from train when the source has no validation split",
+    )
+    test: float = Field(default=0.2, description="share in the test split (mode: fractions)")
+    stratify: bool = Field(
+        default=False,
+        description="rank each class's hashes for exact per-class shares (else each example is placed by its own hash)",
+    )
+    mode: Literal["auto", "fractions", "source"] = Field(
+        default="auto",
+        description="auto: the source's own splits where it has them, else fractions; fractions: by hashed key; source: the source's splits",
+    )
     source_names: dict[str, str] = Field(
         default_factory=lambda: {"train": "train", "validation": "validation", "test": "test"},
         description="kerasflow split -> the source's split name (TFDS slicing allowed)",
@@ -119,8 +138,13 @@ class SplitConfig(Section):
 class RandomResizedCropConfig(Section):
     """Random crop of ``scale`` of the area and ``ratio`` aspect, resized to image_size."""
 
-    scale: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    scale: tuple[float, float] = Field(
+        default=(0.08, 1.0), description="range of the crop's area as a fraction of the image"
+    )
+    ratio: tuple[float, float] = Field(
+        default=(3.0 / 4.0, 4.0 / 3.0),
+        description="range of the crop's aspect ratio (width / height)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -137,8 +161,10 @@ class RandomResizedCropConfig(Section):
 class RandAugmentConfig(Section):
     """RandAugment: ``num_ops`` random ops per image at ``magnitude`` (0..10)."""
 
-    num_ops: int = Field(default=2, ge=1, le=6)
-    magnitude: float = Field(default=9.0, ge=0.0, le=10.0)
+    num_ops: int = Field(default=2, ge=1, le=6, description="random ops applied to each image")
+    magnitude: float = Field(
+        default=9.0, ge=0.0, le=10.0, description="strength of every op, 0 (none) to 10 (strongest)"
+    )
 
 
 AUGMENT_OPS = (
@@ -167,18 +193,25 @@ class AugmentConfig(Section):
     replaces the resize, and ``mixup``/``cutmix`` run on whole batches.
     """
 
-    horizontal_flip: bool = False
-    vertical_flip: bool = False
+    horizontal_flip: bool = Field(default=False, description="flip left-right with probability 0.5")
+    vertical_flip: bool = Field(default=False, description="flip top-bottom with probability 0.5")
     rotation: float = Field(default=0.0, ge=0.0, le=1.0, description="fraction of a full turn")
-    zoom: float = Field(default=0.0, ge=0.0, lt=1.0)
+    zoom: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="random zoom in or out by up to this fraction"
+    )
     translation: float = Field(default=0.0, ge=0.0, lt=1.0, description="fraction of size")
     brightness: float = Field(default=0.0, ge=0.0, le=1.0, description="max delta on 0..1")
     contrast: float = Field(default=0.0, ge=0.0, le=1.0, description="factor in 1 +- contrast")
     saturation: float = Field(default=0.0, ge=0.0, le=1.0, description="factor in 1 +- value")
     hue: float = Field(default=0.0, ge=0.0, le=0.5, description="max hue shift (turns)")
     random_erasing: float = Field(default=0.0, ge=0.0, le=1.0, description="probability")
-    random_resized_crop: RandomResizedCropConfig | None = None
-    randaugment: RandAugmentConfig | None = None
+    random_resized_crop: RandomResizedCropConfig | None = Field(
+        default=None,
+        description="random crop then resize (replaces the plain resize); true for the defaults, null: off",
+    )
+    randaugment: RandAugmentConfig | None = Field(
+        default=None, description="RandAugment; true for the defaults, null: off"
+    )
     mixup: float = Field(default=0.0, ge=0.0, description="Beta(alpha, alpha); 0 is off")
     cutmix: float = Field(default=0.0, ge=0.0, description="Beta(alpha, alpha); 0 is off")
     order: list[str] = Field(
@@ -219,9 +252,11 @@ class TfdsConfig(Section):
     ``(K,)`` 0/1 tensor gives multi-label targets (``experiment.task: multilabel``).
     """
 
-    data_dir: str | None = None
+    data_dir: str | None = Field(
+        default=None, description="TFDS data folder (default: TFDS's own, ~/tensorflow_datasets)"
+    )
     download: bool = Field(default=False, description="false: use data already prepared")
-    image_key: str = "image"
+    image_key: str = Field(default="image", description="the image feature")
     label_key: str = Field(
         default="label",
         description="ClassLabel (one class), Sequence(ClassLabel) or (K,) tensor (multi-label)",
@@ -241,8 +276,12 @@ class TfrecordConfig(Section):
     ``string_list``) or ``"0".."K-1"``.
     """
 
-    image_key: str = "image/encoded"
-    label_key: str = "image/class/label"
+    image_key: str = Field(
+        default="image/encoded", description="feature holding the encoded image bytes (PNG/JPEG)"
+    )
+    label_key: str = Field(
+        default="image/class/label", description="feature holding the label(s), of label_type"
+    )
     label_type: Literal["int", "string", "int_list", "string_list", "multi_hot"] = Field(
         default="int",
         description="int | string: one class per image; int_list | string_list | multi_hot: "
@@ -313,34 +352,58 @@ class DataConfig(Section):
     root: str | None = Field(
         default=None, description="manifest root (default: its folder); synthetic data folder"
     )
-    image_size: tuple[int, int] = (16, 16)
-    channels: Literal[1, 3] = 1
+    image_size: tuple[int, int] = Field(
+        default=(16, 16), description="[height, width] the pipeline resizes every image to"
+    )
+    channels: Literal[1, 3] = Field(
+        default=1, description="1 (grayscale) or 3 (RGB); images are converted to this"
+    )
     resize: Literal["stretch", "pad", "crop"] = Field(
         default="stretch", description="stretch, pad to keep aspect, or crop to aspect"
     )
-    interpolation: Literal["bilinear", "bicubic", "area", "nearest"] = "bilinear"
-    antialias: bool = False
+    interpolation: Literal["bilinear", "bicubic", "area", "nearest"] = Field(
+        default="bilinear", description="resize interpolation"
+    )
+    antialias: bool = Field(default=False, description="anti-alias when shrinking images")
     center_crop: float | None = Field(
         default=None, gt=0.0, le=1.0, description="keep this central fraction before resizing"
     )
-    batch_size: int = Field(default=64, ge=1)
-    split: SplitConfig = Field(default_factory=SplitConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    batch_size: int = Field(
+        default=64, ge=1, description="examples per batch (global: split across replicas)"
+    )
+    split: SplitConfig = Field(
+        default_factory=SplitConfig,
+        description="how examples are divided into train/validation/test",
+    )
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="random augmentation of the training split"
+    )
     normalize: Literal["unit", "symmetric", "imagenet", "mean_std", "none"] = Field(
         default="unit",
         description="how the model's first layer scales the uint8 pixels the pipeline yields",
     )
     mean: list[float] | None = Field(default=None, description="mean_std: per channel, 0..1 scale")
     std: list[float] | None = Field(default=None, description="mean_std: per channel, 0..1 scale")
-    cache: bool | str = True
-    shuffle_buffer: int = Field(default=2048, ge=0)
+    cache: bool | str = Field(
+        default=True,
+        description="true: cache decoded images in memory; a path prefix: cache in files there; false: off",
+    )
+    shuffle_buffer: int = Field(
+        default=2048, ge=0, description="training shuffle buffer, in examples (0: no shuffle)"
+    )
     sampling: Literal["natural", "balanced"] = Field(
         default="natural",
         description="balanced: training draws every class equally often (per-class streams, "
         "seeded); natural: each example once per epoch",
     )
-    deterministic: bool = True
-    on_bad_image: Literal["error", "skip"] = "error"
+    deterministic: bool = Field(
+        default=True,
+        description="keep tf.data's element order fixed under parallel map (reproducible, a little slower)",
+    )
+    on_bad_image: Literal["error", "skip"] = Field(
+        default="error",
+        description="an undecodable or too small image: error names it and stops; skip leaves it out and counts it",
+    )
     scan_records: bool = Field(
         default=True,
         description="decode every TFRecord/TFDS record once before training, so a bad one is "
@@ -348,10 +411,20 @@ class DataConfig(Section):
         "then stops training with TensorFlow's own error, or is dropped unnamed under skip",
     )
     min_image_side: int = Field(default=1, ge=1, description="smaller images are an error")
-    class_names: list[str] | None = None
-    tfds: TfdsConfig = Field(default_factory=TfdsConfig)
-    tfrecord: TfrecordConfig = Field(default_factory=TfrecordConfig)
-    detection: DetectionDataConfig = Field(default_factory=DetectionDataConfig)
+    class_names: list[str] | None = Field(
+        default=None,
+        description="class names in label order (default: the sorted folder names, or the source's)",
+    )
+    tfds: TfdsConfig = Field(
+        default_factory=TfdsConfig, description="options of a tfds:<name> source"
+    )
+    tfrecord: TfrecordConfig = Field(
+        default_factory=TfrecordConfig, description="feature spec of a .tfrecord source"
+    )
+    detection: DetectionDataConfig = Field(
+        default_factory=DetectionDataConfig,
+        description="boxes and box-aware augmentation (detection only)",
+    )
 
     @model_validator(mode="after")
     def _check_normalize(self):
@@ -372,8 +445,14 @@ class DataConfig(Section):
 
 # --------------------------------------------------------------------- model
 class ModelConfig(Section):
-    name: str = "simple_cnn"
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(
+        default="simple_cnn",
+        description="a registered model (`kerasflow models list`) of the task's kind",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments of the model's builder (e.g. width, depth, dropout)",
+    )
     pretrained: str | None = Field(
         default=None,
         description="start from these weights, copied layer by layer by name and shape: a "
@@ -409,23 +488,41 @@ class ModelConfig(Section):
 
 # ------------------------------------------------------------------- compile
 class OptimizerConfig(Section):
-    name: Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"] = "adam"
-    learning_rate: float = Field(default=1e-3, gt=0)
-    momentum: float = Field(default=0.9, ge=0, lt=1)
-    weight_decay: float = Field(default=0.0, ge=0)
-    clipnorm: float | None = Field(default=None, gt=0)
-    clipvalue: float | None = Field(default=None, gt=0)
+    name: Literal["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"] = Field(
+        default="adam", description="the optimizer; momentum and nesterov are SGD with momentum"
+    )
+    learning_rate: float = Field(
+        default=1e-3, gt=0, description="peak learning rate (the schedule scales it)"
+    )
+    momentum: float = Field(
+        default=0.9, ge=0, lt=1, description="momentum of momentum, nesterov and rmsprop"
+    )
+    weight_decay: float = Field(
+        default=0.0, ge=0, description="decoupled weight decay (adamw, sgd); 0: off"
+    )
+    clipnorm: float | None = Field(
+        default=None, gt=0, description="clip each gradient to this norm; null: off"
+    )
+    clipvalue: float | None = Field(
+        default=None, gt=0, description="clip each gradient value to +- this; null: off"
+    )
     ema: bool = Field(
         default=False,
         description="keep an exponential moving average of the weights; validation, the best "
         "checkpoint, the test report and the registered model use the averaged weights",
     )
-    ema_momentum: float = Field(default=0.99, ge=0, lt=1)
+    ema_momentum: float = Field(
+        default=0.99, ge=0, lt=1, description="momentum of the weights' moving average (ema)"
+    )
 
 
 class ScheduleConfig(Section):
-    name: Literal["constant", "cosine", "step", "exponential", "one_cycle"] = "constant"
-    warmup_epochs: float = Field(default=0.0, ge=0)
+    name: Literal["constant", "cosine", "step", "exponential", "one_cycle"] = Field(
+        default="constant", description="the learning-rate schedule over the training steps"
+    )
+    warmup_epochs: float = Field(
+        default=0.0, ge=0, description="linear warm-up from 0 over this many epochs"
+    )
     decay_rate: float = Field(default=0.1, gt=0, description="step/exponential factor")
     step_epochs: list[float] = Field(
         default_factory=list, description="step: epochs at which lr *= decay_rate"
@@ -440,14 +537,26 @@ class LossConfig(Section):
         description="auto: the task's loss (sparse categorical cross-entropy, binary "
         "cross-entropy for multilabel, CenterNet for detection); or a name the task accepts",
     )
-    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
-    params: dict[str, Any] = Field(default_factory=dict)
+    label_smoothing: float = Field(
+        default=0.0, ge=0, lt=1, description="label smoothing of cross-entropy losses (0: off)"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="extra keyword arguments of the loss"
+    )
 
 
 class CompileConfig(Section):
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig,
+        description="the optimizer (a name is shorthand for {name: ...})",
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig,
+        description="the learning-rate schedule (a name is shorthand)",
+    )
+    loss: LossConfig = Field(
+        default_factory=LossConfig, description="the loss (a name is shorthand)"
+    )
     metrics: list[str] | Literal["auto"] = Field(
         default="auto",
         description="auto: the task's metrics; or a list of names the task accepts",
@@ -467,13 +576,21 @@ class MonitorConfig(Section):
         description="a per-epoch metric (val_ prefixed for the validation split); auto: the "
         "task's headline validation metric (val_accuracy, val_mean_iou, val_map, val_micro_f1)",
     )
-    mode: Literal["auto", "min", "max"] = "auto"
+    mode: Literal["auto", "min", "max"] = Field(
+        default="auto", description="auto: min for names with loss or error, else max"
+    )
 
 
 class EarlyStoppingConfig(MonitorConfig):
-    enabled: bool = True
-    patience: int = Field(default=10, ge=0)
-    min_delta: float = 0.0
+    enabled: bool = Field(
+        default=True, description="stop when the monitored metric stops improving"
+    )
+    patience: int = Field(
+        default=10, ge=0, description="epochs without improvement before stopping"
+    )
+    min_delta: float = Field(
+        default=0.0, description="smallest change that counts as an improvement"
+    )
 
 
 class AdversarialTrainingConfig(Section):
@@ -511,12 +628,27 @@ class FinetuneConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(default=30, ge=1)
-    steps_per_epoch: int | None = Field(default=None, ge=1)
-    checkpoint: MonitorConfig = Field(default_factory=MonitorConfig)
-    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    epochs: int = Field(
+        default=30, ge=1, description="maximum epochs (early stopping may end sooner)"
+    )
+    steps_per_epoch: int | None = Field(
+        default=None,
+        ge=1,
+        description="batches per epoch (default: one pass over the training split)",
+    )
+    checkpoint: MonitorConfig = Field(
+        default_factory=MonitorConfig,
+        description="the metric whose best epoch is kept and restored",
+    )
+    early_stopping: EarlyStoppingConfig = Field(
+        default_factory=EarlyStoppingConfig,
+        description="stop when the monitored metric stops improving",
+    )
     resume: bool = Field(default=True, description="Back up every epoch and resume after a crash")
-    verbose: Literal["auto", 0, 1, 2] = "auto"
+    verbose: Literal["auto", 0, 1, 2] = Field(
+        default="auto",
+        description="Keras fit verbosity; auto: a bar on a terminal, one line per epoch otherwise",
+    )
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = Field(
         default="default",
         description="auto: multi_worker when TF_CONFIG lists several workers, else mirrored "
@@ -536,7 +668,9 @@ class TrainConfig(Section):
     explain_images: int = Field(
         default=4, ge=0, description="test images explained in every run's report (0: off)"
     )
-    explain_method: Literal["gradcam", "gradcam++", "saliency", "integrated_gradients"] = "gradcam"
+    explain_method: Literal["gradcam", "gradcam++", "saliency", "integrated_gradients"] = Field(
+        default="gradcam", description="the method of the report's explanations"
+    )
     adversarial: AdversarialTrainingConfig | None = Field(
         default=None, description="adversarial training (off when absent)"
     )
@@ -571,15 +705,21 @@ class TrainConfig(Section):
 
 # ------------------------------------------------------------------ tracking
 class TrackingConfig(Section):
-    enabled: bool = True
+    enabled: bool = Field(
+        default=True, description="log the run to MLflow (false: train without tracking)"
+    )
     uri: str | None = Field(
         default=None,
         description="MLflow tracking URI; default $MLFLOW_TRACKING_URI or sqlite under ./mlruns",
     )
     experiment: str | None = Field(default=None, description="default: experiment.name")
-    run_name: str | None = None
+    run_name: str | None = Field(
+        default=None, description="MLflow run name (default: MLflow's generated one)"
+    )
     registered_model: str | None = Field(default=None, description="default: experiment.name")
-    register_model: bool = True
+    register_model: bool = Field(
+        default=True, description="register the trained model in the MLflow model registry"
+    )
     champion_metric: str = Field(
         default="auto",
         description="the test metric that decides the champion alias; auto: the task's "
@@ -588,7 +728,14 @@ class TrackingConfig(Section):
     champion_mode: Literal["auto", "max", "min"] = Field(
         default="auto", description="auto: min for names with loss or error, else max"
     )
-    log_model: bool = True
+    log_model: bool = Field(default=True, description="log the trained Keras model to the run")
+    system_metrics: bool = Field(
+        default=True,
+        description="log CPU, memory, disk, network and GPU use as system/ metrics (train, tune)",
+    )
+    system_metrics_interval_s: float = Field(
+        default=5.0, ge=0.5, description="seconds between two system metrics samples"
+    )
 
     @field_validator("experiment", "run_name", "registered_model")
     @classmethod
@@ -673,7 +820,9 @@ class ExportConfig(Section):
     is attached to the registered model version as tags.
     """
 
-    enabled: bool = True
+    enabled: bool = Field(
+        default=True, description="export after training (`export: true` is shorthand)"
+    )
     dir: str | None = Field(
         default=None, description="TF Serving base folder (default: the run's work dir/export)"
     )
@@ -740,8 +889,8 @@ class ObjectiveConfig(Section):
 class HyperbandConfig(Section):
     """Hyperband's budget: trials train up to ``max_epochs``, keeping 1/``factor`` per round."""
 
-    max_epochs: int = Field(default=9, ge=1)
-    factor: int = Field(default=3, ge=2)
+    max_epochs: int = Field(default=9, ge=1, description="epochs of the longest trials")
+    factor: int = Field(default=3, ge=2, description="reduction factor between rounds")
     iterations: int = Field(default=1, ge=1, description="how many times to run the brackets")
 
 
@@ -751,8 +900,12 @@ class BayesianConfig(Section):
     num_initial_points: int | None = Field(
         default=None, ge=1, description="random trials first (default: 3 x parameters)"
     )
-    alpha: float = Field(default=1e-4, gt=0)
-    beta: float = Field(default=2.6, gt=0)
+    alpha: float = Field(
+        default=1e-4, gt=0, description="noise added to the Gaussian process's kernel diagonal"
+    )
+    beta: float = Field(
+        default=2.6, gt=0, description="exploration weight of the upper confidence bound"
+    )
 
 
 class TuneConfig(Section):
@@ -764,19 +917,35 @@ class TuneConfig(Section):
     """
 
     name: str | None = Field(default=None, description="search name (default: the tuner)")
-    tuner: Literal["random", "grid", "bayesian", "hyperband"] = "random"
-    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    tuner: Literal["random", "grid", "bayesian", "hyperband"] = Field(
+        default="random", description="the search algorithm"
+    )
+    objective: ObjectiveConfig = Field(
+        default_factory=ObjectiveConfig,
+        description="the metric to optimize (a name is shorthand for {name: ...})",
+    )
     max_trials: int = Field(default=10, ge=1, description="ignored by hyperband")
-    executions_per_trial: int = Field(default=1, ge=1)
+    executions_per_trial: int = Field(
+        default=1, ge=1, description="fits per trial, averaged (reduces noise)"
+    )
     epochs: int | None = Field(
         default=None, ge=1, description="epochs per trial (default: train.epochs)"
     )
-    max_consecutive_failures: int = Field(default=3, ge=1)
+    max_consecutive_failures: int = Field(
+        default=3, ge=1, description="stop the search after this many failed trials in a row"
+    )
     directory: str = Field(default="tuning", description="root of the searches' state")
     seed: int | None = Field(default=None, description="oracle seed (default: experiment.seed)")
-    space: dict[str, Any] = Field(default_factory=dict)
-    hyperband: HyperbandConfig = Field(default_factory=HyperbandConfig)
-    bayesian: BayesianConfig = Field(default_factory=BayesianConfig)
+    space: dict[str, Any] = Field(
+        default_factory=dict,
+        description="dotted config path -> value spec: a list (choice), {min, max, step|sampling} ranges",
+    )
+    hyperband: HyperbandConfig = Field(
+        default_factory=HyperbandConfig, description="hyperband's budget"
+    )
+    bayesian: BayesianConfig = Field(
+        default_factory=BayesianConfig, description="bayesian optimization options"
+    )
 
     @field_validator("objective", mode="before")
     @classmethod
@@ -808,14 +977,34 @@ class TuneConfig(Section):
 class RunConfig(Section):
     """The whole run config."""
 
-    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    compile: CompileConfig = Field(default_factory=CompileConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    tune: TuneConfig | None = None
+    experiment: ExperimentConfig = Field(
+        default_factory=ExperimentConfig, description="name, task, seed and where run state lives"
+    )
+    data: DataConfig = Field(
+        default_factory=DataConfig, description="where examples come from and how they are prepared"
+    )
+    model: ModelConfig = Field(
+        default_factory=ModelConfig, description="the model architecture and its parameters"
+    )
+    compile: CompileConfig = Field(
+        default_factory=CompileConfig,
+        description="optimizer, learning-rate schedule, loss and metrics",
+    )
+    train: TrainConfig = Field(
+        default_factory=TrainConfig,
+        description="epochs, checkpointing, early stopping, distribution",
+    )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="MLflow tracking and model registration"
+    )
+    evaluate: EvaluateConfig = Field(
+        default_factory=EvaluateConfig,
+        description="robustness and explanation faithfulness in the report (off by default)",
+    )
+    tune: TuneConfig | None = Field(
+        default=None,
+        description="a hyperparameter search over this config (used by `kerasflow tune`)",
+    )
     export: ExportConfig | None = Field(
         default=None, description="write a serving SavedModel after training (off when absent)"
     )
@@ -1074,3 +1263,47 @@ def as_config(config=None, overrides: list[str] | None = None) -> RunConfig:
             return build_config(config.to_dict(), overrides, origin="(overrides)")
         return config
     return load_config(config, overrides)
+
+
+# -------------------------------------------------------------------- schema
+SCHEMA_FILE = "schema.json"
+# Fields whose validators also take a shorthand (`optimizer: adam`, `export: true`),
+# so that editors checking a config against the schema accept what loading accepts.
+_SHORTHANDS = {
+    ("CompileConfig", "optimizer"): {"type": "string"},
+    ("CompileConfig", "schedule"): {"type": "string"},
+    ("CompileConfig", "loss"): {"type": "string"},
+    ("TuneConfig", "objective"): {"type": "string"},
+    ("AugmentConfig", "random_resized_crop"): {"type": "boolean"},
+    ("AugmentConfig", "randaugment"): {"type": "boolean"},
+    ("RunConfig", "export"): {"type": "boolean"},
+}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a run config (pydantic's, plus the accepted shorthands).
+
+    Every property carries a ``description``; ``kerasflow config schema`` prints
+    this and the packaged ``configs/schema.json`` is a copy of it.
+    """
+    schema = RunConfig.model_json_schema()
+    for (section, field), extra in _SHORTHANDS.items():
+        owner = schema if section == "RunConfig" else schema["$defs"][section]
+        prop = owner["properties"][field]
+        keep = {k: v for k, v in prop.items() if k not in ("$ref", "anyOf", "allOf")}
+        options = prop.get("anyOf") or [{"$ref": prop["$ref"]}]
+        owner["properties"][field] = {**keep, "anyOf": [*options, extra]}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+    }
+
+
+def json_schema_text() -> str:
+    """:func:`json_schema` as the exact text of the packaged ``configs/schema.json``."""
+    return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
+
+
+def packaged_schema_path() -> Path:
+    """The schema file shipped beside the packaged configs."""
+    return default_config_path().with_name(SCHEMA_FILE)

@@ -17,6 +17,7 @@ from kerasflow.errors import DataError
 from kerasflow.pipelines import scan as scan_lib
 from kerasflow.pipelines.detection_data import load_detection
 from kerasflow.pipelines.sources import load_source
+from kerasflow.progress import progress
 
 
 @dataclass
@@ -162,7 +163,8 @@ def _scan_files(paths, mask_paths, report: CheckReport, modes: Counter) -> set[i
     """Fully decode every image (and mask) file; the indices of the images that are bad."""
     bad = set()
     n = len(paths)
-    for i, path in enumerate(list(paths) + list(mask_paths)):
+    files = list(paths) + list(mask_paths)
+    for i, path in enumerate(progress(files, "decoding every file", unit="file")):
         info = scan_lib.full_scan(path)
         if info.problem is not None:
             report.problems.append((path, info.problem))

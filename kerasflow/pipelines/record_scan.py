@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflow.pipelines import scan as scan_lib
+from kerasflow.progress import Stage
 
 
 @dataclass
@@ -62,9 +63,11 @@ def scan_records(
     )
     sizes = np.zeros((count, 2), np.int64)
     found = np.zeros(count, bool)
-    for ids, hw in decoded.ignore_errors().batch(1024).as_numpy_iterator():
-        found[ids] = True
-        sizes[ids] = hw
+    with Stage("decoding every record", total=count, unit="record") as stage:
+        for ids, hw in decoded.ignore_errors().batch(1024).as_numpy_iterator():
+            found[ids] = True
+            sizes[ids] = hw
+            stage.update(len(ids))
     bad = np.flatnonzero(~found)
     if not len(bad):
         return RecordScan({}, sizes)

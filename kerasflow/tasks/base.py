@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from kerasflow.errors import ConfigError, ServingError
+from kerasflow.errors import ConfigError
+from kerasflow.progress import Stage
 
 # The serving signatures every export has, whatever its task.
 BYTES_SIGNATURE = "serving_default"
@@ -365,8 +367,19 @@ class Task:
 
 # ---------------------------------------------------------------- shared helpers
 def predict(model, dataset) -> np.ndarray:
-    """Model outputs for every example of a batched dataset of ``(image, target)``."""
-    return np.asarray(model.predict(dataset.map(lambda x, y: x), verbose=0))
+    """Model outputs for every example of a batched dataset of ``(image, target)``.
+
+    Long predictions (20 batches or more) report their progress (:mod:`kerasflow.progress`).
+    """
+    import keras
+
+    images = dataset.map(lambda x, y: x)
+    batches = int(images.cardinality())
+    with Stage(
+        "predicting", total=batches if batches >= 0 else None, unit="batch", min_items=20
+    ) as stage:
+        tick = keras.callbacks.LambdaCallback(on_predict_batch_end=lambda b, logs: stage.update())
+        return np.asarray(model.predict(images, verbose=0, callbacks=[tick]))
 
 
 def take_examples(data, split: str, indices) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflow.errors import DataError, ModelError
+from kerasflow.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,10 @@ def _integrated_gradients(model, images, targets, baseline, steps: int, batch_si
     weights = np.full(steps + 1, 1.0 / steps, np.float32)
     weights[[0, -1]] /= 2
     out = []
-    for image, target in zip(images, targets, strict=True):
+    pairs = zip(images, targets, strict=True)
+    for image, target in progress(
+        pairs, "integrated gradients", total=len(images), unit="image", min_items=8
+    ):
         base = _baseline_for(image, baseline)
         path = base[None] + alphas * (image - base)[None]
         grads = []

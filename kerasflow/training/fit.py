@@ -43,7 +43,10 @@ from kerasflow.tasks import plots
 from kerasflow.tasks.base import metric_mode
 from kerasflow.tracking import MlflowCallback, RunTracker, model_registry, start_tracker
 from kerasflow.tracking import runs as mlflow_runs
+from kerasflow.tracking.datasets import log_datasets
+from kerasflow.tracking.system_metrics import start_system_metrics, stop_system_metrics
 from kerasflow.tracking.tracker import STORE_ERRORS, store_error
+from kerasflow.tracking.version_notes import annotate_version
 from kerasflow.training import (
     backup,
     custom_loop,
@@ -315,8 +318,12 @@ def train(
             if other_split:
                 tracker.set_tags({"kerasflow.split_seed": str(prepared.seed)})
             state.update(run_id=tracker.run_id, status="running", config=cfg.to_dict())
-            with quiet_input_warnings():
-                result = _train(cfg, model, data, prepared, tracker, state, work)
+            monitor = start_system_metrics(tracker, cfg.tracking)
+            try:
+                with quiet_input_warnings():
+                    result = _train(cfg, model, data, prepared, tracker, state, work)
+            finally:
+                stop_system_metrics(monitor)
         except KeyboardInterrupt:
             tracker.end_quietly("KILLED")
             _quietly(state.update, status="killed")
@@ -378,6 +385,7 @@ def log_run_inputs(cfg: RunConfig, prepared, model, tracker: RunTracker) -> None
     tracker.log_metrics({"data_skipped_files": float(len(skipped))})
     if skipped:
         tracker.log_text("".join(f"{p}\t{why}\n" for p, why in skipped), "skipped_files.txt")
+    log_datasets(tracker, cfg.data, prepared)
 
 
 def _history(tracker: RunTracker, fit_history, initial_epoch: int) -> dict[str, dict[int, float]]:
@@ -635,6 +643,17 @@ def _finish(
             )
             tracker.set_tags({"kerasflow.registered_version": registered.version})
             state.mark("registered")
+            annotate_version(
+                registered.name,
+                registered.version,
+                run_id=tracker.run_id,
+                task=task.name,
+                model=cfg.model.name,
+                source=cfg.data.source,
+                metrics=test_metrics,
+                champion_metric=metric,
+                uri=tracker.uri,
+            )
     export_after_training(cfg, model, contract, tracker, registered, work or out.parent)
     export_after_run(cfg, model, contract, tracker, registered, work or out.parent)
     return TrainResult(

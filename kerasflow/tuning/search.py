@@ -38,6 +38,7 @@ from kerasflow.config import RunConfig, as_config
 from kerasflow.errors import ConfigError
 from kerasflow.tracking import RunTracker, model_registry, start_tracker
 from kerasflow.tracking import runs as mlflow_runs
+from kerasflow.tracking.system_metrics import start_system_metrics, stop_system_metrics
 from kerasflow.training import fit
 from kerasflow.training.compile import build_compiled_model
 from kerasflow.tuning import report as search_report
@@ -308,6 +309,7 @@ def _run_search(search: SearchContext, identity: dict[str, str], overwrite: bool
         parent_run_id=parent.run_id,
         status="running",
     )
+    monitor = start_system_metrics(parent, search.cfg.tracking)
     try:
         if parent.enabled:
             _close_orphans(search, parent.run_id)
@@ -325,6 +327,8 @@ def _run_search(search: SearchContext, identity: dict[str, str], overwrite: bool
         parent.end("FAILED")
         state.update(status="failed")
         raise
+    finally:
+        stop_system_metrics(monitor)
     parent.end("FINISHED")
     state.update(status="finished")
     return result

@@ -24,6 +24,7 @@ import numpy as np
 from kerasflow.errors import DataError
 from kerasflow.pipelines import record_scan
 from kerasflow.pipelines import scan as scan_lib
+from kerasflow.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def screen_files(
     """
     min_side = data_config.min_image_side
     keep, skipped, formats = [], [], set()
-    for p in paths:
+    for p in progress(paths, "checking image headers", unit="file"):
         info = scan_lib.quick_scan(p)
         if info.problem is None:
             formats.add(info.format)
