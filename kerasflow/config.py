@@ -605,6 +605,8 @@ class AdversarialTrainingConfig(Section):
     step_size: float | None = Field(
         default=None, gt=0, description="PGD step in pixel levels (default 2.5 x epsilon / steps)"
     )
+
+
 class UnfreezeStages(Section):
     last_stages: int = Field(ge=1, description="unfreeze the backbone's last K stages")
 

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from kerasflow.errors import ConfigError, ServingError
-from kerasflow.errors import ConfigError
 from kerasflow.progress import Stage
 
 # The serving signatures every export has, whatever its task.

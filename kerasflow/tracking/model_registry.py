@@ -246,6 +246,8 @@ def _check_keras_flavor(model: str, folder: Path) -> None:
             "from .keras files, with safe_mode; serve a SavedModel with `kerasflow serve`, "
             "which checks its digest."
         )
+
+
 def download_keras_file(model: str, dst: str | Path, uri: str | None = None) -> Path:
     """Download an MLflow model's files to ``dst`` and return its ``.keras`` file.
 

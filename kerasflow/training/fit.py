@@ -727,7 +727,16 @@ def _train(
             return TrainResult(model, {}, {}, {}, None, None, None, work, cfg, initial_epoch)
     elif cfg.train.finetune is not None:
         fit_history = finetune.fit_staged(
-            model, cfg, prepared, data, callbacks, state, work, dist.scope, fit_model, task
+            model,
+            cfg,
+            prepared,
+            data,
+            callbacks,
+            state,
+            work,
+            dist.scope,
+            fit_model,
+            tasks.get(cfg.experiment.task),
         )
     else:
         fit_history = fit_model(model, cfg, data, callbacks)
