@@ -596,7 +596,7 @@ class EarlyStoppingConfig(MonitorConfig):
 class AdversarialTrainingConfig(Section):
     """``train.adversarial``: train on a mix of clean and attacked images (classification, multilabel)."""
 
-    method: Literal["fgsm", "pgd"] = "fgsm"
+    method: Literal["fgsm", "pgd"] = Field(default="fgsm", description="the attack trained on")
     epsilon: float = Field(default=4.0, gt=0, description="L-inf radius in pixel levels (0..255)")
     ratio: float = Field(
         default=0.5, gt=0, le=1, description="share of each batch replaced by its attacked images"
@@ -754,17 +754,23 @@ ExplainMethod = Literal["gradcam", "gradcam++", "saliency", "integrated_gradient
 
 
 class CorruptionEvalConfig(Section):
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="score the test split under corruptions")
     names: list[CorruptionName] = Field(
-        default_factory=lambda: list(CorruptionName.__args__), min_length=1
+        default_factory=lambda: list(CorruptionName.__args__),
+        min_length=1,
+        description="the corruptions applied (ImageNet-C-like definitions)",
     )
     severities: list[Literal[1, 2, 3, 4, 5]] = Field(
-        default_factory=lambda: [1, 2, 3, 4, 5], min_length=1
+        default_factory=lambda: [1, 2, 3, 4, 5],
+        min_length=1,
+        description="severities of each corruption, 1 (mild) to 5 (strong)",
     )
 
 
 class AdversarialEvalConfig(Section):
-    enabled: bool = True
+    enabled: bool = Field(
+        default=True, description="FGSM/PGD attacks (classification and multilabel)"
+    )
     epsilons: list[float] = Field(
         default_factory=lambda: [1.0, 2.0, 4.0, 8.0],
         min_length=1,
@@ -773,7 +779,7 @@ class AdversarialEvalConfig(Section):
     large_epsilon: float = Field(
         default=32.0, gt=0, description="gradient-masking check: PGD must reach ~0 here"
     )
-    pgd_steps: int = Field(default=10, ge=1)
+    pgd_steps: int = Field(default=10, ge=1, description="PGD iterations per attack")
     pgd_step_size: float | None = Field(
         default=None, gt=0, description="pixel levels per step (default 2.5 x epsilon / steps)"
     )
@@ -788,8 +794,13 @@ class AdversarialEvalConfig(Section):
 
 
 class FaithfulnessEvalConfig(Section):
-    enabled: bool = True
-    methods: list[ExplainMethod] = Field(default_factory=lambda: list(ExplainMethod.__args__))
+    enabled: bool = Field(
+        default=True, description="deletion/insertion curves and the randomisation check"
+    )
+    methods: list[ExplainMethod] = Field(
+        default_factory=lambda: list(ExplainMethod.__args__),
+        description="explanation methods whose maps are scored",
+    )
     images: int = Field(default=32, ge=1, description="images whose maps are scored")
     steps: int = Field(default=20, ge=2, description="points of each deletion/insertion curve")
     baseline: Literal["zeros", "mean"] = Field(
@@ -807,10 +818,16 @@ class EvaluateConfig(Section):
         default=False,
         description="add corruption, adversarial and explanation-faithfulness results",
     )
-    seed: int = 0
-    corruption: CorruptionEvalConfig = Field(default_factory=CorruptionEvalConfig)
-    adversarial: AdversarialEvalConfig = Field(default_factory=AdversarialEvalConfig)
-    faithfulness: FaithfulnessEvalConfig = Field(default_factory=FaithfulnessEvalConfig)
+    seed: int = Field(default=0, description="seed of the corruptions' random draws")
+    corruption: CorruptionEvalConfig = Field(
+        default_factory=CorruptionEvalConfig, description="corruption robustness"
+    )
+    adversarial: AdversarialEvalConfig = Field(
+        default_factory=AdversarialEvalConfig, description="adversarial robustness"
+    )
+    faithfulness: FaithfulnessEvalConfig = Field(
+        default_factory=FaithfulnessEvalConfig, description="explanation faithfulness"
+    )
 
 
 # -------------------------------------------------------------------- export
