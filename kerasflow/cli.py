@@ -89,7 +89,7 @@ def _echo_registered(reg) -> None:
     elif reg.not_champion_reason:
         status = f"NOT champion: {reg.not_champion_reason}"
     elif reg.previous_champion:
-        status = f"not champion (champion stays version {reg.previous_champion})"
+        status = f"not champion ({reg.reason or f'champion stays version {reg.previous_champion}'})"
     else:
         status = "not champion"
     click.echo(f"Registered model:  models:/{reg.name}/{reg.version} ({status})")
