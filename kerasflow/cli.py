@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import traceback
 
@@ -204,11 +203,12 @@ def evaluate(model, config, split, out_dir, log_to_run, overrides):
 )
 def ui(port, host, uri):
     """Open the MLflow UI on this store (bound to 127.0.0.1 unless --host says otherwise)."""
+    from kerasflow.tracking.children import run_child
     from kerasflow.tracking.store import subprocess_env, ui_command
 
     cmd = ui_command(port=port, host=host, uri=uri)
     click.echo(f"MLflow UI on http://{host}:{port}  (Ctrl-C to stop)")
-    sys.exit(subprocess.call(cmd, env=subprocess_env()))
+    sys.exit(run_child(cmd, env=subprocess_env()))
 
 
 # ---- data (pipelines engineer): plan, preview, check
@@ -532,6 +532,7 @@ def tune(config, overrides, overwrite, chief, port, host, worker, chief_address)
 )
 def server(port, host, backend_store_uri, artifacts_destination):
     """Start an MLflow tracking server for a team (tuning workers log to it)."""
+    from kerasflow.tracking.children import run_child
     from kerasflow.tracking.store import server_command, subprocess_env
 
     cmd = server_command(
@@ -542,7 +543,7 @@ def server(port, host, backend_store_uri, artifacts_destination):
     )
     click.echo(f"MLflow tracking server on http://{host}:{port}  (Ctrl-C to stop)")
     click.echo(f"Point runs at it: tracking.uri: http://{host}:{port}  (or MLFLOW_TRACKING_URI)")
-    sys.exit(subprocess.call(cmd, env=subprocess_env()))
+    sys.exit(run_child(cmd, env=subprocess_env()))
 
 
 @cli.group()
