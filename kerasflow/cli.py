@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import traceback
 
@@ -96,7 +95,7 @@ def _echo_registered(reg) -> None:
     elif reg.not_champion_reason:
         status = f"NOT champion: {reg.not_champion_reason}"
     elif reg.previous_champion:
-        status = f"not champion (champion stays version {reg.previous_champion})"
+        status = f"not champion ({reg.reason or f'champion stays version {reg.previous_champion}'})"
     else:
         status = "not champion"
     click.echo(f"Registered model:  models:/{reg.name}/{reg.version} ({status})")
@@ -249,11 +248,12 @@ def evaluate(model, config, split, out_dir, log_to_run, robustness, overrides):
 )
 def ui(port, host, uri):
     """Open the MLflow UI on this store (bound to 127.0.0.1 unless --host says otherwise)."""
+    from kerasflow.tracking.children import run_child
     from kerasflow.tracking.store import subprocess_env, ui_command
 
     cmd = ui_command(port=port, host=host, uri=uri)
     click.echo(f"MLflow UI on http://{host}:{port}  (Ctrl-C to stop)")
-    sys.exit(subprocess.call(cmd, env=subprocess_env()))
+    sys.exit(run_child(cmd, env=subprocess_env()))
 
 
 # ---- docs engineer: the run config's schema and resolved values
@@ -746,6 +746,7 @@ def tune(config, overrides, overwrite, chief, port, host, worker, chief_address)
 )
 def server(port, host, backend_store_uri, artifacts_destination):
     """Start an MLflow tracking server for a team (tuning workers log to it)."""
+    from kerasflow.tracking.children import run_child
     from kerasflow.tracking.store import server_command, subprocess_env
 
     cmd = server_command(
@@ -756,7 +757,7 @@ def server(port, host, backend_store_uri, artifacts_destination):
     )
     click.echo(f"MLflow tracking server on http://{host}:{port}  (Ctrl-C to stop)")
     click.echo(f"Point runs at it: tracking.uri: http://{host}:{port}  (or MLFLOW_TRACKING_URI)")
-    sys.exit(subprocess.call(cmd, env=subprocess_env()))
+    sys.exit(run_child(cmd, env=subprocess_env()))
 
 
 @cli.group()

@@ -44,6 +44,7 @@ from kerasflow.serving.predictor import (
     DEFAULT_MAX_PAYLOAD_MB,
     Limits,
 )
+from kerasflow.tracking.children import Terminated, terminate_as_exception
 
 log = logging.getLogger(__name__)
 
@@ -214,27 +215,31 @@ def serve(
     ):
         if value is not None and value <= 0:
             raise ServingError(f"{name} must be positive. Received: {value}")
-    workdir = Path(tempfile.mkdtemp(prefix="kerasflow-serve-"))
-    try:
-        from kerasflow.serving.artefact_runtime import is_artefact
+    # SIGTERM (docker stop, Kubernetes) unwinds like Ctrl-C, so the temporary folder goes
+    # too: also when it arrives while the model loads, and after uvicorn's own shutdown,
+    # which re-raises the signal it caught.
+    with contextlib.suppress(KeyboardInterrupt, Terminated), terminate_as_exception():
+        workdir = Path(tempfile.mkdtemp(prefix="kerasflow-serve-"))
+        try:
+            from kerasflow.serving.artefact_runtime import is_artefact
 
-        if is_artefact(model):  # LiteRT / ONNX: served by its own runtime, no TensorFlow
-            from kerasflow.serving.artefact_predictor import build_artefact_app
+            if is_artefact(model):  # LiteRT / ONNX: served by its own runtime, no TensorFlow
+                from kerasflow.serving.artefact_predictor import build_artefact_app
 
-            limits = limits_for(
-                ServingSource(Path(model)), max_payload_mb, max_image_pixels, max_batch
-            )
-            app = build_artefact_app(model, limits)
-        else:
-            source = resolve_saved_model(
-                model, workdir, config, overrides, uri, trust_saved_model, saved_model_digest
-            )
-            app = build_app(source, limits_for(source, max_payload_mb, max_image_pixels, max_batch))
-        if on_ready is not None:
-            on_ready(f"http://{host}:{port}")
-        with contextlib.suppress(KeyboardInterrupt):
+                limits = limits_for(
+                    ServingSource(Path(model)), max_payload_mb, max_image_pixels, max_batch
+                )
+                app = build_artefact_app(model, limits)
+            else:
+                source = resolve_saved_model(
+                    model, workdir, config, overrides, uri, trust_saved_model, saved_model_digest
+                )
+                limits = limits_for(source, max_payload_mb, max_image_pixels, max_batch)
+                app = build_app(source, limits)
+            if on_ready is not None:
+                on_ready(f"http://{host}:{port}")
             uvicorn.run(
                 app, host=host, port=int(port), log_level="warning", workers=1, lifespan="off"
             )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)

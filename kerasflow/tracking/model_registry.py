@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from kerasflow.errors import ModelError, TrackingError
+from kerasflow.tracking.locks import registry_lock
 from kerasflow.tracking.store import resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class RegisteredVersion:
     previous_champion: str | None = None
     previous_value: float | None = None
     not_champion_reason: str | None = None
+    # Why it is not champion, whatever the cause (the gate's reason, or the champion's score).
+    reason: str | None = None
 
 
 def _beats(new: float | None, old: float | None, mode: str) -> bool:
@@ -83,6 +86,14 @@ def register(
     strictly better (by ``mode``) than the current champion's run's value, or
     when there is no champion yet.
 
+    Atomic with respect to other kerasflow processes on the same store: for a
+    local store the champion is read, the version registered and the alias
+    moved under ``registry.lock`` beside the database
+    (:func:`~kerasflow.tracking.locks.registry_lock`); against a tracking
+    server, the alias is re-checked after it moves and handed to the best
+    version if a concurrent registration outscored this one. The returned
+    ``champion`` is the truth after that, and ``reason`` says why not.
+
     Args:
         gate: the sanity check before crowning
             (:class:`~kerasflow.tasks.base.ChanceCheck`: ``passed`` and ``reason``).
@@ -91,17 +102,28 @@ def register(
     """
     uri = resolve_tracking_uri(uri)
     client = MlflowClient(uri)
-    old_version, old_value = champion_value(client, name, metric)
     blocked = None if gate is None or gate.passed else gate.reason
     version_tags = dict(tags or {})
     if blocked:
         version_tags[NOT_CHAMPION_TAG] = blocked
     mlflow.set_tracking_uri(uri)
-    mv = mlflow.register_model(model_uri, name, tags=version_tags or None)
-    value = client.get_run(run_id).data.metrics.get(metric)
-    wins = blocked is None and _beats(value, old_value, mode)
-    if wins:
-        client.set_registered_model_alias(name, CHAMPION, mv.version)
+    # Read the champion, register, move the alias: one step for every kerasflow process on
+    # this store, so two registrations cannot both be told "champion".
+    with registry_lock(uri) as locked:
+        old_version, old_value = champion_value(client, name, metric)
+        mv = mlflow.register_model(model_uri, name, tags=version_tags or None)
+        value = client.get_run(run_id).data.metrics.get(metric)
+        wins = blocked is None and _beats(value, old_value, mode)
+        if wins:
+            client.set_registered_model_alias(name, CHAMPION, mv.version)
+    if wins and not locked:
+        wins, old_version, old_value = _recheck(client, name, str(mv.version), metric, mode)
+    reason = blocked
+    if not wins and not blocked:
+        reason = (
+            f"{metric} {_fmt(value)} does not beat champion version {old_version} "
+            f"({metric} {_fmt(old_value)})"
+        )
     if blocked:
         log.warning("registered %s version %s but NOT as champion: %s", name, mv.version, blocked)
     else:
@@ -111,7 +133,7 @@ def register(
             mv.version,
             metric,
             value,
-            "yes" if wins else f"no, stays {old_version}",
+            "yes" if wins else f"no, {reason}",
         )
     return RegisteredVersion(
         name=name,
@@ -122,7 +144,34 @@ def register(
         previous_champion=old_version,
         previous_value=old_value,
         not_champion_reason=blocked,
+        reason=None if wins else reason,
     )
+
+
+def _fmt(value: float | None) -> str:
+    return "(none)" if value is None else f"{value:.4f}"
+
+
+def _recheck(
+    client: MlflowClient, name: str, version: str, metric: str, mode: str
+) -> tuple[bool, str | None, float | None]:
+    """Compare-and-set for a tracking server (no shared lock file): after taking the alias,
+    hand it to the best gated version if a concurrent registration outscored this one.
+
+    Returns whether ``version`` holds the alias at the end, and the version and value that do.
+    """
+    run_id = client.get_model_version(name, version).run_id
+    best, best_value = version, client.get_run(run_id).data.metrics.get(metric)
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if NOT_CHAMPION_TAG in (mv.tags or {}) or not mv.run_id:
+            continue
+        other = client.get_run(mv.run_id).data.metrics.get(metric)
+        if _beats(other, best_value, mode):
+            best, best_value = str(mv.version), other
+    if best != version:
+        client.set_registered_model_alias(name, CHAMPION, best)
+    holder, held_value = champion_value(client, name, metric)
+    return holder == version, holder, held_value
 
 
 def run_id_of(model: str, uri: str | None = None) -> str | None:

@@ -144,6 +144,15 @@ class RunTracker:
             for key, value in tags.items():
                 self.client.set_tag(self.run_id, key, str(value))
 
+    def delete_tags(self, keys: list[str]) -> None:
+        """Remove tags that no longer hold (an error tag of an attempt a resumed run recovered from)."""
+        if not self.enabled:
+            return
+        present = self.client.get_run(self.run_id).data.tags
+        for key in keys:
+            if key in present:
+                self.client.delete_tag(self.run_id, key)
+
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         if not self.enabled or not metrics:
             return

@@ -313,7 +313,9 @@ def _run_search(search: SearchContext, identity: dict[str, str], overwrite: bool
     try:
         if parent.enabled:
             _close_orphans(search, parent.run_id)
-        if not parent.resumed:
+        if parent.resumed:
+            parent.delete_tags(["kerasflow.error"])  # the failure this run resumes from
+        else:
             _log_search_inputs(search, parent)
         tuner = _make_tuner(search)
         tuner.search()

@@ -24,6 +24,44 @@ def _runs(client, experiment):
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
+def _kill_during_trial(path: str, cwd: Path, client, experiment: str, trial_id: str) -> str:
+    """Start ``kerasflow tune`` in a subprocess, SIGKILL it while ``trial_id`` runs; that trial's run."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    log_path = cwd / f"tune-killed-in-trial-{trial_id}.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            [KERASFLOW, "tune", path],
+            cwd=cwd,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 600
+    victim = None
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                running = [
+                    r
+                    for r in _runs(client, experiment)
+                    if r.data.tags.get("kerasflow.trial_id") == trial_id
+                    and r.info.status == "RUNNING"
+                ]
+            except Exception:  # noqa: BLE001 - the store may be mid-creation
+                running = []
+            if running:
+                victim = running[0].info.run_id
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert victim is not None, (
+        f"trial {trial_id} never started (exit {proc.returncode}):\n{log_path.read_text()[-3000:]}"
+    )
+    return victim
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_in_the_middle_of_a_trial(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
@@ -39,35 +77,8 @@ def test_resume_after_sigkill_in_the_middle_of_a_trial(tmp_path):
         train={"epochs": 3},
     )
     path = write_config(tmp_path / "resume.yaml", data)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen(
-        [KERASFLOW, "tune", path],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     client = MlflowClient(uri)
-    deadline = time.monotonic() + 240
-    victim = None
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                running = [
-                    r
-                    for r in _runs(client, "resume")
-                    if r.data.tags.get("kerasflow.trial_id") == "1" and r.info.status == "RUNNING"
-                ]
-            except Exception:  # noqa: BLE001 - the store may be mid-creation
-                running = []
-            if running:
-                victim = running[0].info.run_id
-                break
-            time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    assert victim is not None, "trial 1 never started before the deadline"
+    victim = _kill_during_trial(path, tmp_path, client, "resume", "1")
 
     before = {r.info.run_id: r for r in _runs(client, "resume")}
     (parent_before,) = [r for r in before.values() if r.data.tags["kerasflow.role"] == "search"]
@@ -96,3 +107,80 @@ def test_resume_after_sigkill_in_the_middle_of_a_trial(tmp_path):
     assert result.trials[0]["run_id"] == trial0[0].info.run_id
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
     assert len(client.search_model_versions("name = 'resume-model'")) == 1
+
+
+def _grid_config(tmp_path) -> str:
+    data = tiny_config(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+        "grid",
+        tune={
+            "tuner": "grid",
+            "max_trials": 4,
+            "space": {"model.params.width": {"choice": [2, 3, 4, 5]}},
+        },
+        train={"epochs": 2, "steps_per_epoch": 2},
+    )
+    return write_config(tmp_path / "grid.yaml", data)
+
+
+def _trial_statuses(client) -> dict[str, list[str]]:
+    statuses: dict[str, list[str]] = {}
+    for run in _runs(client, "grid"):
+        if run.data.tags["kerasflow.role"] == "trial":
+            statuses.setdefault(run.data.tags["kerasflow.trial_id"], []).append(run.info.status)
+    return {k: sorted(v) for k, v in statuses.items()}
+
+
+def _check_grid_finished(result, client, killed: list[str]) -> None:
+    assert result.num_trials == 4
+    assert [r["status"] for r in result.trials] == ["COMPLETED"] * 4
+    assert sorted(r["model.params.width"] for r in result.trials) == [2, 3, 4, 5]
+    expected = {t: ["FINISHED"] + ["KILLED"] * killed.count(t) for t in "0123"}
+    assert _trial_statuses(client) == expected
+    finished = client.get_run(result.parent_run_id)
+    assert finished.info.status == "FINISHED"
+    assert "kerasflow.error" not in finished.data.tags
+    assert len(client.search_model_versions("name = 'grid-model'")) == 1
+
+
+@pytest.mark.slow
+def test_grid_search_resumes_after_sigkill_in_trial_1_then_2_then_3(tmp_path):
+    """Keras Tuner's grid oracle loses its grid order on reload (``KeyError: '1'``, lost points).
+
+    Each re-run is killed in the next trial, so each resumes the previous one's kill; the last
+    runs to the end. (The extended test resumes each kill point from a single kill.)
+    """
+    path = _grid_config(tmp_path)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    victims = [_kill_during_trial(path, tmp_path, client, "grid", t) for t in "123"]
+    assert _trial_statuses(client) == {
+        "0": ["FINISHED"],
+        "1": ["FINISHED", "KILLED"],
+        "2": ["FINISHED", "KILLED"],
+        "3": ["RUNNING"],  # the last kill's orphan: the next run marks it KILLED
+    }
+    (parent,) = [r for r in _runs(client, "grid") if r.data.tags["kerasflow.role"] == "search"]
+    client.set_tag(parent.info.run_id, "kerasflow.error", "KeyError: '2'")  # an earlier failure
+
+    result = tune(load_config(path))
+
+    assert result.parent_run_id == parent.info.run_id
+    _check_grid_finished(result, client, ["1", "2", "3"])
+    assert {client.get_run(v).info.status for v in victims} == {"KILLED"}
+
+
+@pytest.mark.slow
+@pytest.mark.extended
+@pytest.mark.parametrize("killed", ["1", "2", "3"])
+def test_grid_search_resumes_every_point_after_sigkill(tmp_path, killed):
+    path = _grid_config(tmp_path)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    victim = _kill_during_trial(path, tmp_path, client, "grid", killed)
+    (parent,) = [r for r in _runs(client, "grid") if r.data.tags["kerasflow.role"] == "search"]
+    client.set_tag(parent.info.run_id, "kerasflow.error", "KeyError: '2'")  # an earlier failure
+
+    result = tune(load_config(path))
+
+    _check_grid_finished(result, client, [killed])
+    assert client.get_run(victim).info.status == "KILLED"
