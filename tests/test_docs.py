@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shlex
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import click
 import pytest
 import yaml
 from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
 
 from kerasflow.cli import cli
 from kerasflow.config import build_config, json_schema
@@ -124,9 +131,10 @@ def test_config_reference_lists_every_field_with_its_description():
     assert '| `experiment.task` | choice | `"classification"` |' in page
 
 
-@pytest.mark.slow
-def test_mkdocs_build_strict(tmp_path):
-    site = tmp_path / "site"
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The docs site built as `make test` builds it (strict: a warning fails the build)."""
+    site = tmp_path_factory.mktemp("site")
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT,
@@ -135,6 +143,73 @@ def test_mkdocs_build_strict(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return site
+
+
+@pytest.mark.slow
+def test_mkdocs_build_strict(site):
     reference = (site / "config-reference" / "index.html").read_text()
     assert "data.on_bad_image" in reference and "tracking.champion_metric" in reference
     assert "load_config" in (site / "api" / "index.html").read_text()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(url: str, proc, seconds: float = 240) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {seconds} s")
+
+
+@pytest.mark.slow
+def test_browser_finds_the_docs_and_the_runs_dataset_and_system_metrics(
+    site, digits_result, tracking_uri
+):
+    """Chromium (the system package, driven by playwright) reads the built site and the MLflow UI."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "the system Chromium is needed: apt-get install -y chromium (.ci/run does)"
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(digits_result.run_id)
+    train_input = next(
+        di.dataset for di in run.inputs.dataset_inputs if di.dataset.name == "digits:train"
+    )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kerasflow", "ui", "--port", str(port), "--uri", tracking_uri],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto((site / "config-reference" / "index.html").as_uri())
+            page.locator("article td code", has_text="data.on_bad_image").first.wait_for()
+            page.goto((site / "tracking" / "index.html").as_uri())
+            page.locator("article h2", has_text="Datasets and system metrics").wait_for()
+
+            base = f"http://127.0.0.1:{port}"
+            _wait_for(f"{base}/health", proc)
+            run_page = f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+            page.goto(run_page)
+            page.get_by_text("digits:train").first.wait_for(timeout=120_000)
+            assert train_input.digest in page.inner_text("body")
+            page.goto(f"{run_page}/system-metrics")
+            page.get_by_text("cpu_utilization_percentage").first.wait_for(timeout=120_000)
+            browser.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -58,7 +58,7 @@ def test_the_registered_version_describes_itself(digits_result, tracking_uri):
     assert mv.tags["task"] == "classification" and mv.tags["data_digest"] == digest
     assert mv.tags["test_accuracy"] == f"{accuracy:.4f}"
     found = client.search_model_versions(f"name = '{reg.name}' and tags.data_digest = '{digest}'")
-    assert reg.version in {v.version for v in found}
+    assert str(reg.version) in {str(v.version) for v in found}
 
 
 def test_digest_follows_the_data(tmp_path):
