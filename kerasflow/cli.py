@@ -169,11 +169,20 @@ def _join_cluster(config, overrides, cfg, workers, worker_index):
     is_flag=True,
     help="Also log the report files to the model's MLflow run (evaluation/<split>/).",
 )
+@click.option(
+    "--data",
+    "data_source",
+    default=None,
+    type=click.Path(exists=True),
+    help="Evaluate on all of this folder or manifest, with the model's class names and "
+    "preprocessing (--split is then ignored; the training data is not read).",
+)
 @_set_option
-def evaluate(model, config, split, out_dir, log_to_run, overrides):
+def evaluate(model, config, split, out_dir, log_to_run, data_source, overrides):
     """Evaluate MODEL (models:/NAME@alias, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file)."""
     from kerasflow.training.evaluate import evaluate_model
 
+    split = "test" if data_source else split
     report, written = evaluate_model(
         model,
         config,
@@ -181,6 +190,7 @@ def evaluate(model, config, split, out_dir, log_to_run, overrides):
         out_dir=out_dir,
         overrides=list(overrides),
         log_to_run=log_to_run,
+        data_source=data_source,
     )
     from kerasflow import tasks
 
