@@ -259,7 +259,10 @@ def data_preview(config, out, count, overrides):
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @_set_option
 def data_check(config, overrides):
-    """Scan every file once; report bad files, class counts and image sizes (exit 1 on problems)."""
+    """Scan every file once; report bad files, class counts and image sizes.
+
+    Exits 2 when it finds bad data (the code for bad input), 0 when all is well.
+    """
     from kerasflow import tasks
     from kerasflow.pipelines.check import check_data
 
@@ -267,7 +270,7 @@ def data_check(config, overrides):
     report = check_data(cfg.data, tasks.get(cfg.experiment.task).target)
     click.echo(report.to_text())
     if not report.ok:
-        sys.exit(1)
+        sys.exit(2)
 
 
 # ---- evaluation engineer: compare runs, explain predictions
