@@ -209,11 +209,20 @@ def _join_cluster(config, overrides, cfg, workers, worker_index):
     help="Add corruption and adversarial robustness and explanation faithfulness "
     "(evaluate.robustness=true; settings under evaluate.* with --set).",
 )
+@click.option(
+    "--data",
+    "data_source",
+    default=None,
+    type=click.Path(exists=True),
+    help="Evaluate on all of this folder or manifest, with the model's class names and "
+    "preprocessing (--split is then ignored; the training data is not read).",
+)
 @_set_option
-def evaluate(model, config, split, out_dir, log_to_run, robustness, overrides):
+def evaluate(model, config, split, out_dir, log_to_run, robustness, data_source, overrides):
     """Evaluate MODEL (models:/NAME@alias, models:/NAME/VERSION, runs:/RUN_ID/model or a .keras file)."""
     from kerasflow.training.evaluate import evaluate_model
 
+    split = "test" if data_source else split
     report, written = evaluate_model(
         model,
         config,
@@ -221,6 +230,7 @@ def evaluate(model, config, split, out_dir, log_to_run, robustness, overrides):
         out_dir=out_dir,
         overrides=[*overrides, *(["evaluate.robustness=true"] if robustness else [])],
         log_to_run=log_to_run,
+        data_source=data_source,
     )
     from kerasflow import tasks
     from kerasflow.training.robustness import scalar_metrics as robustness_metrics
@@ -362,7 +372,10 @@ def data_preview(config, out, count, overrides):
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @_set_option
 def data_check(config, overrides):
-    """Scan every file once; report bad files, class counts and image sizes (exit 1 on problems)."""
+    """Scan every file once; report bad files, class counts and image sizes.
+
+    Exits 2 when it finds bad data (the code for bad input), 0 when all is well.
+    """
     from kerasflow import tasks
     from kerasflow.pipelines.check import check_data
 
@@ -370,7 +383,7 @@ def data_check(config, overrides):
     report = check_data(cfg.data, tasks.get(cfg.experiment.task).target)
     click.echo(report.to_text())
     if not report.ok:
-        sys.exit(1)
+        sys.exit(2)
 
 
 # ---- evaluation engineer: compare runs, explain predictions

@@ -159,3 +159,31 @@ def test_registration_line_says_why_a_model_is_not_champion(capsys):
         "Registered model:  models:/digits-cnn/3 (NOT champion: test_accuracy 0.10 is at chance (0.11))",
         "Registered model:  models:/digits-cnn/4 (not champion (champion stays version 2))",
     ]
+
+
+@pytest.mark.slow
+def test_train_on_a_one_class_folder_exits_2_before_any_run(tmp_path):
+    """A real ``kerasflow train`` process: the one-class folder is bad input (exit 2), no run."""
+    from PIL import Image
+
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    for i in range(6):
+        Image.new("L", (8, 8), 40 * i).save(tmp_path / "data" / "cat" / f"{i}.png")
+    store = tmp_path / "mlruns" / "mlflow.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "kerasflow", "train",
+         "--set", f"data.source={tmp_path / 'data'}", "--set", "data.image_size=[8, 8]",
+         "--set", f"tracking.uri=sqlite:///{store}", "--set", f"experiment.work_dir={tmp_path}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert str(tmp_path / "data") in proc.stderr and "cat" in proc.stderr
+    assert (
+        not store.exists()
+        or MlflowClient(f"sqlite:///{store}").search_runs(
+            [e.experiment_id for e in MlflowClient(f"sqlite:///{store}").search_experiments()]
+        )
+        == []
+    )

@@ -276,13 +276,39 @@ def explanation_grid_png(images, heatmaps, titles, path, alpha: float = 0.5) -> 
     return _save(fig, path)
 
 
-def overlay_png(image, heatmap, path, alpha: float = 0.5, min_side: int = 224) -> Path:
-    """One overlay image, enlarged by whole-pixel repetition to at least ``min_side`` px."""
+def overlay_png(
+    image, heatmap, path, alpha: float = 0.5, min_side: int = 224, label: str | None = None
+) -> Path:
+    """One overlay image, enlarged by whole-pixel repetition to at least ``min_side`` px.
+
+    Args:
+        label: written in a band above the image (e.g. the prediction and its score).
+    """
     rgb = overlay(image, heatmap, alpha)
     scale = max(1, -(-min_side // min(rgb.shape[:2])))
     rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+    if label:
+        rgb = _with_label_band(rgb, label)
     plt.imsave(path, rgb)
     return Path(path)
+
+
+LABEL_BAND_PX = 22
+
+
+def _with_label_band(rgb: np.ndarray, label: str) -> np.ndarray:
+    """``rgb`` (float 0..1 or uint8) below a black band holding ``label`` in white."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    pixels = np.asarray(rgb)
+    if pixels.dtype != np.uint8:
+        pixels = (np.clip(pixels[..., :3], 0, 1) * 255).astype(np.uint8)
+    height, width = pixels.shape[:2]
+    canvas = Image.new("RGB", (width, height + LABEL_BAND_PX), (0, 0, 0))
+    canvas.paste(Image.fromarray(pixels[..., :3]), (0, LABEL_BAND_PX))
+    font = ImageFont.load_default(size=14)
+    ImageDraw.Draw(canvas).text((4, 3), label, fill=(255, 255, 255), font=font)
+    return np.asarray(canvas)
 
 
 def comparison_png(runs: list[str], metrics: dict[str, list[float | None]], path) -> Path:

@@ -117,6 +117,30 @@ def _prepare_to_evaluate(model: str, cfg, task):
         ) from exc
 
 
+def config_for_new_data(cfg, data_source: str, contract: dict | None):
+    """``cfg`` reading all of ``data_source`` as the test split, with the model's class names.
+
+    The model's preprocessing (image size, channels, normalisation) stays as trained; the
+    class names come from its contract, so a folder holding only some of the classes, or
+    in another order, is scored against the right labels.
+    """
+    from kerasflow.config import build_config
+
+    data = cfg.to_dict()
+    data["data"]["source"] = str(data_source)
+    data["data"]["split"] = {
+        **data["data"]["split"],
+        "mode": "fractions",
+        "train": 0.0,
+        "validation": 0.0,
+        "test": 1.0,
+        "stratify": False,
+    }
+    if contract is not None:
+        data["data"]["class_names"] = [str(c) for c in contract["class_names"]]
+    return build_config(data, origin=f"(--data {data_source})")
+
+
 def evaluate_model(
     model: str,
     config=None,
@@ -124,6 +148,7 @@ def evaluate_model(
     out_dir=None,
     overrides=None,
     log_to_run: bool = False,
+    data_source: str | None = None,
 ):
     """Evaluate a saved or registered model on one split of its data.
 
@@ -134,6 +159,9 @@ def evaluate_model(
         out_dir: where the report files go (default ``./evaluation/<split>``).
         log_to_run: also log the report files to the model's MLflow run, under
             ``evaluation/<split>/``.
+        data_source: a folder or manifest to evaluate on, all of it (``split`` is
+            ignored), with the model's stored class names and preprocessing; the
+            original ``data.source`` is not read.
 
     Like a training run's report, it includes ``train.explain_images`` explanation
     overlays (classification), and with ``evaluate.robustness`` the corruption,
@@ -157,6 +185,8 @@ def evaluate_model(
     run_id = registry.run_id_of(model, cfg.tracking.uri)
     stored = registry.load_contract(model, cfg.tracking.uri)
     task = tasks.get(stored["task"] if stored else cfg.experiment.task)
+    if data_source is not None:
+        cfg, split = config_for_new_data(cfg, data_source, stored), "test"
     data = task.training_data(_prepare_to_evaluate(model, cfg, task), keras_model)
     if stored is None:  # a bare .keras file (or a run that predates contracts)
         contract = task.contract(keras_model, data)

@@ -419,6 +419,45 @@ def write_split_explanations(
     return [path]
 
 
+def overlay_stems(paths) -> list[str]:
+    """One distinct output name per input path: the file's stem, with as many parent folder
+    names as it takes to tell inputs with the same file name apart (``a/1.png``, ``b/1.png``
+    -> ``a_1``, ``b_1``); a path given twice gets a counter."""
+    parts = [Path(p).resolve().with_suffix("").parts for p in paths]
+    depth = [1] * len(parts)
+    while True:
+        stems = ["_".join(p[-d:]).lstrip("/_") for p, d in zip(parts, depth, strict=True)]
+        clashes = {s for s in stems if stems.count(s) > 1}
+        grow = [i for i, s in enumerate(stems) if s in clashes and depth[i] < len(parts[i])]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    seen: dict[str, int] = {}
+    out = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return out
+
+
+def _class_names(model: str, cfg) -> list[str] | None:
+    """The model's class names: its stored contract, else (a bare ``.keras`` file) its data."""
+    from kerasflow import tasks
+    from kerasflow.tracking import model_registry
+
+    contract = model_registry.load_contract(model, cfg.tracking.uri)
+    if contract is not None:
+        return [str(c) for c in contract["class_names"]]
+    try:
+        return list(
+            tasks.get(cfg.experiment.task).prepare(cfg.data, cfg.experiment.seed).class_names
+        )
+    except DataError as exc:  # the data may live elsewhere than the model
+        log.warning("class names unavailable (%s); reporting class ids", exc)
+        return None
+
+
 def explain_files(
     model: str,
     paths,
@@ -435,7 +474,10 @@ def explain_files(
         model: ``models:/NAME@alias``, ``models:/NAME/VERSION``, ``runs:/RUN_ID/model``
             or a ``.keras`` file.
         paths: image files.
-        out_dir: folder for ``<image stem>_<method>.png`` overlays.
+        out_dir: folder for ``<image stem>_<method>.png`` overlays, each labelled with the
+            predicted class and its score (inputs with the same file name in different
+            folders get the folder names too: :func:`overlay_stems`). Class names come from
+            the contract stored with the model; the data is read only for a ``.keras`` file.
         target: class id to explain (default: the predicted class).
         config: run config (path or RunConfig) for the preprocessing; default:
             the config logged with the model's run.
@@ -445,7 +487,6 @@ def explain_files(
         One dict per image: ``image``, ``overlay``, ``predicted``, ``target``,
         ``probability`` (of the predicted class) and class names when known.
     """
-    from kerasflow import tasks
     from kerasflow.tasks import plots
     from kerasflow.tracking import model_registry
 
@@ -453,22 +494,20 @@ def explain_files(
     keras_model = model_registry.load_model(model, cfg.tracking.uri)
     images = load_images(paths, cfg.data)
     result = explain(keras_model, images, method, target, **options)
-    try:
-        task = tasks.get(cfg.experiment.task)
-        names = task.prepare(cfg.data, cfg.experiment.seed).class_names
-    except DataError as exc:  # the data may live elsewhere than the model
-        log.warning("class names unavailable (%s); reporting class ids", exc)
-        names = None
+    names = _class_names(model, cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shown = _display(images)
     safe = method.replace("++", "pp")
     rows = []
-    for i, path in enumerate(paths):
-        overlay = plots.overlay_png(
-            shown[i], result.heatmaps[i], out / f"{Path(path).stem}_{safe}.png"
-        )
+    for i, (path, stem) in enumerate(zip(paths, overlay_stems(paths), strict=True)):
         pred, tgt = int(result.predictions[i]), int(result.targets[i])
+        label = f"{names[pred] if names else pred} {float(result.probabilities[i, pred]):.3f}"
+        if tgt != pred:
+            label += f" (explains {names[tgt] if names else tgt})"
+        overlay = plots.overlay_png(
+            shown[i], result.heatmaps[i], out / f"{stem}_{safe}.png", label=label
+        )
         row = {
             "image": str(path),
             "overlay": str(overlay),

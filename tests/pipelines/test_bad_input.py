@@ -53,6 +53,23 @@ def test_error_policy_names_the_file(bad_folder):
     assert str(bad) in str(info.value) and "on_bad_image: skip" in str(info.value)
 
 
+def test_error_policy_names_every_bad_file_in_one_error(tmp_path):
+    """Everything is scanned first: three bad files are three lines of one error, not three runs."""
+    root = make_class_folder(tmp_path, per_class=2, size=(6, 6))
+    bad = [root / "cat" / "a.jpg", root / "dog" / "b.png", root / "fox" / "c.jpg"]
+    for path, kind in zip(bad, ["zero_byte", "corrupt_png", "html_as_jpg"], strict=True):
+        _bad_file(path, kind)
+    with pytest.raises(DataError) as info:
+        prepare(data_config(source=str(root), image_size=[6, 6], channels=3))
+    lines = str(info.value).splitlines()
+    assert lines[0] == "3 bad image files:"
+    for line, path, reason in zip(
+        lines[1:4], bad, ["empty file", "unreadable PNG header", "HTML"], strict=True
+    ):
+        assert line.startswith(f"  {path}: ") and reason in line
+    assert "on_bad_image: skip" in lines[4]
+
+
 def test_skip_policy_lists_file_and_trains(bad_folder):
     root, bad, reason = bad_folder
     cfg = data_config(source=str(root), image_size=[6, 6], channels=3, on_bad_image="skip",

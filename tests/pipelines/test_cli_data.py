@@ -49,4 +49,4 @@ def test_check_exit_codes(tmp_path, class_folder):
         Image.new("RGB", (4, 4)).save(tmp_path / name / "good.png")
     (tmp_path / "a" / "bad.jpg").write_bytes(b"")
     bad = _run("check", "--set", f"data.source={tmp_path}")
-    assert bad.exit_code == 1 and f"{tmp_path / 'a' / 'bad.jpg'}: empty file" in bad.output
+    assert bad.exit_code == 2 and f"{tmp_path / 'a' / 'bad.jpg'}: empty file" in bad.output

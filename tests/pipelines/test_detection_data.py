@@ -75,7 +75,7 @@ def test_cli_check_and_plan_for_a_detection_source(tmp_path):
     sets = ["--set", f"data.source={path}", "--set", "data.image_size=[32,32]",
             "--set", "data.channels=3"]  # fmt: skip
     bad = _run("check", str(config), *sets)
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2
     assert f"{tmp_path / 'broken.png'}: truncated PNG" in bad.output
     assert "classes (2): cat: 2, dog: 2" in bad.output
     sets += ["--set", "data.on_bad_image=skip", "--set", "data.split.train=1.0",

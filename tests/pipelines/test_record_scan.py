@@ -182,7 +182,7 @@ def test_cli_data_check_lists_the_bad_record(records):
         cli, ["data", "check", "--set", f"data.source={root / '*.tfrecord'}"],
         catch_exceptions=False,
     )  # fmt: skip
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert f"{files['a']}#2: feature 'image/encoded': truncated JPEG" in result.output
     assert "6 usable examples" in result.output
 

@@ -208,26 +208,50 @@ def screen_files(
     """
     min_side = data_config.min_image_side
     keep, skipped, formats = [], [], set()
+    bad, small = [], []
     for p in progress(paths, "checking image headers", unit="file"):
         info = scan_lib.quick_scan(p)
         if info.problem is None:
             formats.add(info.format)
-        if info.problem is None and min(info.width, info.height) < min_side:
-            raise DataError(
-                f"Image {p} is {info.width}x{info.height}, smaller than data.min_image_side="
-                f"{min_side}. Remove it or lower data.min_image_side."
-            )
-        if info.problem is not None:
-            if data_config.on_bad_image == "error":
-                raise DataError(
-                    f"Bad image file {p}: {info.problem}. Remove or replace it, or set "
-                    "data.on_bad_image: skip to leave such files out (they are listed in "
-                    "skipped_files.txt)."
+            if min(info.width, info.height) < min_side:
+                small.append(
+                    f"{p} is {info.width}x{info.height}, smaller than "
+                    f"data.min_image_side={min_side}"
                 )
+        elif data_config.on_bad_image == "error":
+            bad.append(f"{p}: {info.problem}")
+        else:
             log.warning("skipping %s: %s", p, info.problem)
             skipped.append((str(p), info.problem))
         keep.append(info.problem is None)
+    # Every file is scanned before any error, so one run names every file to fix.
+    if bad:
+        raise DataError(
+            f"{_count(bad, 'bad image file')}:\n{_listing(bad)}\nRemove or replace them, or "
+            "set data.on_bad_image: skip to leave such files out (they are listed in "
+            "skipped_files.txt)."
+        )
+    if small:
+        raise DataError(
+            f"{_count(small, 'image')} too small:\n{_listing(small)}\n"
+            "Remove them or lower data.min_image_side."
+        )
     return keep, skipped, frozenset(formats)
+
+
+LISTED = 50  # bad files named in one error; the rest are counted
+
+
+def _count(items: list, noun: str) -> str:
+    return f"{len(items)} {noun}{'s' if len(items) != 1 else ''}"
+
+
+def _listing(items: list[str]) -> str:
+    """Indented lines, the first :data:`LISTED` of them and a count of the rest."""
+    lines = [f"  {item}" for item in items[:LISTED]]
+    if len(items) > LISTED:
+        lines.append(f"  ... and {len(items) - LISTED} more")
+    return "\n".join(lines)
 
 
 def log_ignored(ignored: Counter, where) -> dict[str, int]:
@@ -287,12 +311,10 @@ def screen_records(
         )
     bad = sorted(found.problems.items())
     if bad and data_config.on_bad_image == "error":
-        index, reason = bad[0]
-        more = f" ({len(bad)} bad records in all)" if len(bad) > 1 else ""
         raise DataError(
-            f"Bad record {names[index]}{where}: {reason}{more}. Fix or remove the record, "
-            "or set data.on_bad_image: skip to leave such records out (they are listed in "
-            "skipped_files.txt)."
+            f"{_count(bad, 'bad record')}{where}:\n{_listing([f'{names[i]}: {r}' for i, r in bad])}\n"
+            "Fix or remove them, or set data.on_bad_image: skip to leave such records out "
+            "(they are listed in skipped_files.txt)."
         )
     skipped = [(names[i], reason) for i, reason in bad]
     for name, reason in skipped:
