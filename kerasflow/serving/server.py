@@ -2,7 +2,8 @@
 
 MODEL may be ``models:/NAME@alias`` or ``models:/NAME/VERSION`` (the serving
 model attached to that version is used when there is one),
-``runs:/RUN_ID/model``, a ``.keras`` file, a SavedModel export folder (or its
+``runs:/RUN_ID/model``, ``runs:/RUN_ID/export/N`` (an export folder logged
+to the run), a ``.keras`` file, a SavedModel export folder (or its
 TF Serving base folder: the highest version), or a saved serving model folder
 (with an ``MLmodel`` file). A Keras model is exported first, into a
 temporary folder.
@@ -70,18 +71,38 @@ def _saved_model_dir(path: Path) -> Path | None:
     return max(versions, key=lambda p: int(p.name)) if versions else None
 
 
-def _is_keras_model(model_uri: str, workdir: Path, uri: str | None) -> bool:
-    """Whether an MLflow URI holds a Keras model (exported here) rather than a serving model."""
+def _flavors(model_uri: str, workdir: Path, uri: str | None) -> set[str] | None:
+    """The flavors an MLflow URI's MLmodel names; None when it has no MLmodel (an export folder)."""
     import yaml
 
     from kerasflow.serving import mlflow_model as tracked
 
-    mlmodel = tracked.download(f"{model_uri.rstrip('/')}/MLmodel", workdir / "mlmodel", uri)
+    try:
+        mlmodel = tracked.download(f"{model_uri.rstrip('/')}/MLmodel", workdir / "mlmodel", uri)
+    except ServingError:
+        return None
     try:
         spec = yaml.safe_load(Path(mlmodel).read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ServingError(f"The MLmodel file of {model_uri} is not valid YAML ({exc}).") from None
-    return isinstance(spec, dict) and "keras" in (spec.get("flavors") or {})
+    flavors = spec.get("flavors") if isinstance(spec, dict) else None
+    return set(flavors) if isinstance(flavors, dict) else set()
+
+
+def _local_source(path: Path) -> ServingSource:
+    """A local serving-model folder (checked) or SavedModel export folder (or its base folder)."""
+    from kerasflow.serving import trust
+
+    if (path / "MLmodel").is_file():
+        saved, saved_config = trust.check_serving_folder(path)
+        return ServingSource(saved, saved_config)
+    saved = _saved_model_dir(path)
+    if saved is None:
+        raise ServingError(
+            f"{path} is neither a SavedModel export (saved_model.pb) nor an MLflow model "
+            "(MLmodel). Pass a folder written by `kerasflow export` or an MLflow model."
+        )
+    return ServingSource(saved)
 
 
 def resolve_saved_model(
@@ -110,28 +131,20 @@ def resolve_saved_model(
     path = Path(model)
     is_uri = model.startswith(("models:/", "runs:/"))
     if not is_uri and path.is_dir():
-        if (path / "MLmodel").is_file():
-            saved, saved_config = trust.check_serving_folder(path)
-            source = ServingSource(saved, saved_config)
-        else:
-            saved = _saved_model_dir(path)
-            if saved is None:
-                raise ServingError(
-                    f"{path} is neither a SavedModel export (saved_model.pb) nor an MLflow model "
-                    "(MLmodel). Pass a folder written by `kerasflow export` or an MLflow model."
-                )
-            source = ServingSource(saved)
+        source = _local_source(path)
     else:
         logged = None
         if config is None and not overrides and is_uri:
             logged = tracked.serving_model_uri(model, uri)
-            if logged is None and not _is_keras_model(model, workdir, uri):
-                logged = model
+            if logged is None:
+                flavors = _flavors(
+                    model, workdir, uri
+                )  # None: an export folder (runs:/ID/export/1)
+                if flavors is None or "keras" not in flavors:
+                    logged = model
         if logged:
             log.info("serving %s through the serving model %s", model, logged)
-            folder = tracked.download(logged, workdir / "downloaded", uri)
-            saved, saved_config = trust.check_serving_folder(folder)
-            source = ServingSource(saved, saved_config)
+            source = _local_source(Path(tracked.download(logged, workdir / "downloaded", uri)))
         else:
             exported = export(
                 model, workdir / "export", config=config, overrides=overrides, uri=uri

@@ -54,6 +54,13 @@ def test_digest_is_recorded_everywhere_and_covers_every_file(
         verify_export(export_dir, f"runs:/{served_run.run_id}/serving_model", tracking_uri) is None
     )
     assert verify_export(export_dir, str(export_dir), tracking_uri) is None
+    # The export folder logged to the run is served from runs:/ as well, checked the same way.
+    from kerasflow.serving.server import resolve_saved_model
+
+    logged = resolve_saved_model(
+        f"runs:/{served_run.run_id}/export/1", tmp_path / "work", uri=tracking_uri
+    )
+    assert content_digest(logged.saved_model_dir) == digest and logged.warning is None
 
     copy = shutil.copytree(export_dir, tmp_path / "copy")
     assert content_digest(copy) == digest  # the path does not count, only what is inside
