@@ -487,6 +487,9 @@ def _export_portable(model, out_dir, fmt, quantize, config, overrides, max_metri
 def serve(model, host, port, max_payload_mb, max_image_pixels, max_batch, config, overrides):
     """Serve MODEL over HTTP (POST /invocations, GET /ping, /health, /version).
 
+    MODEL may also be a LiteRT (.tflite) or ONNX (.onnx) artefact from
+    `kerasflow export --format`: same API and request checks, run by its own runtime.
+
     Only what kerasflow exported is loaded, as data: a serving model folder
     that is not exactly kerasflow's, or a SavedModel graph with file-system or
     process ops, is refused (exit 2) before anything of it runs.
