@@ -638,6 +638,9 @@ def serve(
 ):
     """Serve MODEL over HTTP (POST /invocations, GET /ping, /health, /version).
 
+    MODEL may also be a LiteRT (.tflite) or ONNX (.onnx) artefact from
+    `kerasflow export --format`: same API and request checks, run by its own runtime.
+
     Only what kerasflow exported is loaded, as data: a serving model folder
     that is not exactly kerasflow's, a SavedModel whose content digest the
     tracking store (or --saved-model-digest) does not record, or a graph with

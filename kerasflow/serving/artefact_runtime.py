@@ -40,12 +40,15 @@ def contract_path(model_file: str | os.PathLike) -> Path:
 
 
 def is_artefact(path: str | os.PathLike) -> bool:
-    """Whether ``path`` names a LiteRT/ONNX file, or a folder holding exactly one with its contract."""
-    try:
-        find_model_file(path)
-    except ServingError:
+    """Whether MODEL names a LiteRT/ONNX artefact: a ``.tflite``/``.onnx`` path, or a folder
+    of them that is no SavedModel or MLflow model (:func:`find_model_file` then says what
+    is missing, e.g. the contract)."""
+    path = Path(path)
+    if path.suffix in EXTENSIONS:
+        return True
+    if not path.is_dir() or (path / "saved_model.pb").exists() or (path / "MLmodel").exists():
         return False
-    return True
+    return any(p.suffix in EXTENSIONS for p in path.iterdir())
 
 
 def find_model_file(path: str | os.PathLike) -> Path:

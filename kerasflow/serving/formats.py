@@ -219,15 +219,15 @@ def export_model(
     logged to the model's MLflow run, and to its registered version as tags for
     a ``models:/`` URI.
     """
-    from kerasflow.serving.export import contract_for, load_for_export
-    from kerasflow.tracking import RunTracker, resolve_tracking_uri
-    from kerasflow.tracking import model_registry as registry
-
-    fmt, quantize = parse_format(f"{fmt}:{quantize}")
+    fmt, quantize = parse_format(f"{fmt}:{quantize}")  # before TensorFlow loads: fail fast
     if fmt == "saved_model":
         raise ServingError(
             "export_model writes litert or onnx; use kerasflow.export for a SavedModel."
         )
+    from kerasflow.serving.export import contract_for, load_for_export
+    from kerasflow.tracking import RunTracker, resolve_tracking_uri
+    from kerasflow.tracking import model_registry as registry
+
     keras_model, cfg = load_for_export(str(model), config, overrides, uri)
     store = uri or cfg.tracking.uri
     run_id = registry.run_id_of(str(model), store)

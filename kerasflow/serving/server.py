@@ -6,7 +6,9 @@ model attached to that version is used when there is one),
 to the run), a ``.keras`` file, a SavedModel export folder (or its
 TF Serving base folder: the highest version), or a saved serving model folder
 (with an ``MLmodel`` file). A Keras model is exported first, into a
-temporary folder.
+temporary folder. A LiteRT (``.tflite``) or ONNX (``.onnx``) artefact with its
+contract is served by its own runtime, without TensorFlow
+(:mod:`kerasflow.serving.artefact_predictor`).
 
 Nothing from a model folder is imported: a serving model folder is accepted
 only when it is exactly what kerasflow writes
