@@ -100,8 +100,12 @@ def pick_model(model_kind: str, num_examples: int, side: int) -> tuple[str, dict
 
 
 def _experiment_name(source: str) -> str:
-    stem = Path(source.split(":", 1)[-1]).stem if ":" in source else Path(source).name
-    stem = stem or Path(source).resolve().name
+    """``tfds:mnist`` -> ``mnist``; a folder -> its name; a manifest file -> its folder's name."""
+    if ":" in source and not Path(source).exists():
+        stem = source.split(":", 1)[1].split(":")[0].split("/")[0]
+    else:
+        path = Path(source).resolve()
+        stem = path.parent.name if path.is_file() else path.name
     return re.sub(r"[^0-9A-Za-z_.-]+", "-", stem).strip("-").lower() or "experiment"
 
 

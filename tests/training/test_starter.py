@@ -9,6 +9,7 @@ from click.testing import CliRunner
 import kerasflow
 from kerasflow.cli import cli
 from kerasflow.training.starter import (
+    _experiment_name,
     _imbalance,
     pick_batch_size,
     pick_channels,
@@ -31,6 +32,33 @@ def test_picks_follow_the_data():
     assert pick_model("classification", 1800, 32)[0] == "simple_cnn"
     assert pick_model("classification", 50_000, 128)[0] == "resnet18"
     assert pick_model("segmentation", 500, 64)[0] == "unet"
+
+
+def test_experiment_name_from_the_source(tmp_path):
+    (tmp_path / "flowers").mkdir()
+    (tmp_path / "flowers" / "list.csv").write_text("path,label\n")
+    assert _experiment_name("tfds:coco/2017:1.1.0") == "coco"
+    assert _experiment_name(str(tmp_path / "flowers")) == "flowers"
+    assert _experiment_name(str(tmp_path / "flowers" / "list.csv")) == "flowers"
+
+
+def test_init_on_an_imbalanced_manifest_warns(tmp_path):
+    folder = write_digits_folder(tmp_path / "set", size=24, classes=[0, 1, 2], per_class=40)
+    rows = [
+        f"{p.relative_to(folder)},{p.parent.name}"
+        for p in sorted(folder.rglob("*.png"))
+        if p.parent.name != "2" or int(p.stem) < 8
+    ]
+    (folder / "list.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "c.yaml"
+    result = CliRunner().invoke(cli, ["init", str(folder / "list.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "'0' has 40 examples, '2' 8 (5.0x)" in result.output
+    values = yaml.safe_load(out.read_text())
+    assert values["experiment"]["name"] == "set"
+    assert values["data"]["on_bad_image"] == "error"  # nothing bad found
+    assert values["data"]["image_size"] == [16, 16] and values["data"]["channels"] == 1
+    assert "WARNING: classes are imbalanced" in out.read_text()
 
 
 def test_imbalance_is_named():
