@@ -70,22 +70,34 @@ def test_masking_check_flags_pgd_above_fgsm_and_no_collapse():
 
 
 def test_adversarial_training_step_fits_on_attacked_images():
-    """One step of fit: the batch loss logged is the attacked images' (higher) loss."""
+    """One step of fit: the loss logged is that of the batch with its first ``ratio`` attacked."""
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (16, 2, 2, 1)).astype(np.float32)
     y = (x.reshape(16, -1) @ W).argmax(axis=1)  # the model is right on every image
+    ce = keras.losses.SparseCategoricalCrossentropy()
 
     def one_step(section):
         model = linear_model()
         model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
         if section is not None:
             adversarial.install(model, CLS, section)
-        return model.fit(x, y, batch_size=16, epochs=1, verbose=0).history["loss"][0]
+        fit = model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
+        return fit.history["loss"][0], model
 
-    clean = one_step(None)
-    attacked = one_step(AdversarialTrainingConfig(method="fgsm", epsilon=64, ratio=1.0))
-    half = one_step(AdversarialTrainingConfig(method="pgd", epsilon=64, ratio=0.5, steps=2))
-    assert attacked > clean + 0.1 and clean < half < attacked + 1e-6
+    clean, model = one_step(None)
+    assert clean == pytest.approx(float(ce(y, model(x))), abs=1e-6)
+    attacker = adversarial.Attacker(model, CLS.attack_loss)
+    for method, ratio in (("fgsm", 1.0), ("pgd", 0.5)):
+        section = AdversarialTrainingConfig(method=method, epsilon=96, ratio=ratio, steps=2)
+        logged, _ = one_step(section)
+        if method == "fgsm":
+            adv = attacker.fgsm(x, y, 96).numpy()
+        else:  # the training step seeds PGD with (optimizer step, 17): step 0 here
+            adv = attacker.pgd(x, y, 96, 2, seed=(0, 17)).numpy()
+        k = round(16 * ratio)
+        mixed = np.concatenate([adv[:k], x[k:]])
+        assert logged == pytest.approx(float(ce(y, model(mixed))), rel=1e-5), method
+        assert logged > clean + 0.1, method
     with pytest.raises(ConfigError, match="classification and multilabel"):
         adversarial.install(linear_model(), tasks.get("segmentation"), AdversarialTrainingConfig())
 
