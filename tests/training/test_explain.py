@@ -253,6 +253,7 @@ def test_cli_explain_writes_overlays(digits_result, tmp_path):
     from PIL import Image
 
     from kerasflow.cli import cli
+    from kerasflow.tasks.plots import LABEL_BAND_PX
 
     prepared_images = []
     for i in range(2):
@@ -285,7 +286,8 @@ def test_cli_explain_writes_overlays(digits_result, tmp_path):
         assert res.output.count("predicted") == 2
     for i in range(2):
         for tag in ("gradcam", "integrated_gradients"):
-            assert png_size(out / f"digit{i}_{tag}.png") == (224, 224)  # 16 px x 14
+            # 16 px x 14, below the band holding the predicted class and its score
+            assert png_size(out / f"digit{i}_{tag}.png") == (224, 224 + LABEL_BAND_PX)
     res = CliRunner().invoke(
         cli,
         ["explain", uri, "--images", prepared_images[0], "--out", str(out), "--target", "3"],

@@ -33,7 +33,8 @@ def _config(tmp_path, **tune):
 def test_each_tuner_names_its_oracle(tmp_path, tuner, oracle_class):
     cfg = _config(tmp_path, tuner=tuner, max_trials=3, objective="val_loss")
     oracle = make_oracle(cfg, parse_space(cfg.tune.space))
-    assert type(oracle) is oracle_class
+    # Keras Tuner's oracle, with kerasflow's complete resume (kerasflow.tuning.oracles).
+    assert isinstance(oracle, oracle_class) and type(oracle).__name__ == oracle_class.__name__
     assert oracle.objective.name == "val_loss" and oracle.objective.direction == "min"
     assert oracle.seed == cfg.experiment.seed  # tune.seed defaults to experiment.seed
     assert oracle.max_retries_per_trial == 0
@@ -55,3 +56,46 @@ def test_grid_needs_a_step_for_float_ranges(tmp_path):
     specs = parse_space({"compile.optimizer.learning_rate": {"float": [1e-3, 1e-2]}})
     with pytest.raises(ConfigError, match=r"learning_rate.*the grid tuner needs a step"):
         make_oracle(cfg, specs)
+
+
+def _grid_oracle(tmp_path):
+    from kerasflow.tuning.oracles import GridSearchOracle
+
+    oracle = GridSearchOracle(objective=keras_tuner.Objective("score", "max"), max_trials=4)
+    oracle._set_project_dir(str(tmp_path), "grid")
+    return oracle
+
+
+def _run(oracle, trial, score=0.5):
+    oracle.update_trial(trial.trial_id, {"score": score})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+
+
+def test_a_reloaded_grid_oracle_keeps_its_order_and_never_reruns_an_ended_trial(tmp_path):
+    """The states a kill leaves (keras-tuner issue 1055), rebuilt without training anything."""
+    hps = keras_tuner.HyperParameters()
+    hps.Choice("width", [2, 3, 4, 5])
+    first = _grid_oracle(tmp_path)
+    first.update_space(hps)
+    _run(first, first.create_trial("t"))
+    running = first.create_trial("t")
+    assert running.hyperparameters.values == {"width": 3}
+    # Killed in trial 1: Keras Tuner's own grid oracle raised KeyError: '1' here and lost points.
+    second = _grid_oracle(tmp_path)
+    second.reload()
+    retried = second.create_trial("t")
+    assert (retried.trial_id, retried.hyperparameters.values) == ("1", {"width": 3})
+    saved = (tmp_path / "grid" / "oracle.json").read_text()
+    _run(second, retried)
+    # Killed after trial 1's file said COMPLETED but before the oracle's state did.
+    (tmp_path / "grid" / "oracle.json").write_text(saved)
+    third = _grid_oracle(tmp_path)
+    third.reload()
+    assert third._retry_queue == [] and third.end_order == ["0", "1"]
+    widths = []
+    while (trial := third.create_trial("t")).status == "RUNNING":
+        widths.append((trial.trial_id, trial.hyperparameters.values["width"]))
+        _run(third, trial)
+    assert widths == [("2", 4), ("3", 5)]
+    assert sorted(third.trials) == ["0", "1", "2", "3"]
