@@ -341,6 +341,7 @@ def build_callbacks(
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.TerminateOnNaN(),
         *task.epoch_callbacks(data, split),
+        *robustness.epoch_callbacks(cfg, data, split),  # evaluate.epoch_metrics
         MlflowCallback(tracker) if tracker.enabled else keras.callbacks.Callback(),
         checkpoint,
         _BestTracker(checkpoint, state),
