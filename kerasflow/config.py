@@ -819,6 +819,12 @@ class EvaluateConfig(Section):
         description="add corruption, adversarial and explanation-faithfulness results",
     )
     seed: int = Field(default=0, description="seed of the corruptions' random draws")
+    epoch_metrics: list[str] = Field(
+        default_factory=list,
+        description="robustness scores added to every epoch's logs on the validation split as "
+        "val_<name>_<metric> (a tune.objective can name them): corruption_mean, pgd_eps<e>, "
+        "fgsm_eps<e>",
+    )
     corruption: CorruptionEvalConfig = Field(
         default_factory=CorruptionEvalConfig, description="corruption robustness"
     )
@@ -828,6 +834,21 @@ class EvaluateConfig(Section):
     faithfulness: FaithfulnessEvalConfig = Field(
         default_factory=FaithfulnessEvalConfig, description="explanation faithfulness"
     )
+
+    @field_validator("epoch_metrics")
+    @classmethod
+    def _known_epoch_metrics(cls, value):
+        import re
+
+        bad = [
+            v for v in value if not re.fullmatch(r"corruption_mean|(fgsm|pgd)_eps\d+(\.\d+)?", v)
+        ]
+        if bad:
+            raise ValueError(
+                "epoch_metrics are corruption_mean, pgd_eps<e> or fgsm_eps<e> (e.g. pgd_eps4). "
+                f"Received: {bad}"
+            )
+        return value
 
 
 # -------------------------------------------------------------------- export

@@ -496,6 +496,7 @@ def build_callbacks(
         keras.callbacks.TerminateOnNaN(),
         *ema,
         *task.epoch_callbacks(data, split),
+        *robustness.epoch_callbacks(cfg, data, split),  # evaluate.epoch_metrics
         MlflowCallback(tracker) if tracker.enabled else keras.callbacks.Callback(),
         checkpoint,
         _BestTracker(checkpoint, state),

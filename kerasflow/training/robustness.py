@@ -28,6 +28,7 @@ import logging
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from kerasflow.pipelines import corruptions
@@ -125,6 +126,55 @@ def add_robustness(model, data, report: dict, out_dir, task, contract: dict, sec
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         robustness_report.write_figures(report, Path(out_dir), split)
     return report
+
+
+class EpochRobustness(keras.callbacks.Callback):
+    """Adds robustness scores of a split to each epoch's logs (``evaluate.epoch_metrics``).
+
+    ``corruption_mean`` runs ``evaluate.corruption``; ``pgd_eps4`` / ``fgsm_eps4``
+    attack at that epsilon with ``evaluate.adversarial``'s PGD settings. The
+    logs get ``val_corruption_mean_accuracy``, ``val_pgd_eps4_accuracy``, ...
+    (the task's headline metric; no ``val_`` on the training split), which a
+    ``tune.objective`` or the MLflow callback read like any epoch metric.
+    """
+
+    def __init__(self, data, split: str, task, section):
+        super().__init__()
+        self.data, self.split, self.task, self.section = data, split, task, section
+        self.prefix = "val_" if split == "validation" else ""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        names = list(self.section.epoch_metrics)
+        contract = self.task.contract(self.model, self.data)
+        result: dict = {}
+        if "corruption_mean" in names:
+            result["corruption"] = evaluate_corruptions(
+                self.model, self.data, self.split, self.task, contract,
+                self.section.corruption, int(self.section.seed),
+            )  # fmt: skip
+        epsilons = sorted({float(n.split("_eps")[1]) for n in names if "_eps" in n})
+        if epsilons:
+            from kerasflow.training import adversarial
+
+            attack = self.section.adversarial.model_copy(update={"epsilons": epsilons})
+            result["adversarial"] = adversarial.evaluate_attacks(
+                self.model, self.data, self.split, self.task, contract, attack,
+                int(self.section.seed),
+            )  # fmt: skip
+        scores = scalar_metrics({"robustness": result}, self.prefix)
+        for name in names:
+            logs.update({k: v for k, v in scores.items() if k.startswith(self.prefix + name + "_")})
+
+
+def epoch_callbacks(cfg, data, split: str) -> tuple:
+    """The :class:`EpochRobustness` callback of a run config (none without ``epoch_metrics``)."""
+    from kerasflow import tasks
+
+    if not cfg.evaluate.epoch_metrics:
+        return ()
+    return (EpochRobustness(data, split, tasks.get(cfg.experiment.task), cfg.evaluate),)
 
 
 def scalar_metrics(report: dict, prefix: str = "test_") -> dict[str, float]:

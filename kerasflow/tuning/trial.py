@@ -24,7 +24,7 @@ from kerasflow.config import RunConfig
 from kerasflow.errors import ConfigError, KerasflowError, TrackingError
 from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
 from kerasflow.tracking import runs as mlflow_runs
-from kerasflow.training import fit
+from kerasflow.training import fit, robustness
 from kerasflow.training.compile import build_compiled_model
 from kerasflow.tuning.distributed import ChiefWorkerTuner, Role
 from kerasflow.tuning.hypermodel import ConfigHyperModel
@@ -235,6 +235,7 @@ class KerasflowTuner(ChiefWorkerTuner):
                 # First, as in train(): e.g. val_map50 must be in the logs before the
                 # objective is checked, logged, checkpointed and recorded by History.
                 *task.epoch_callbacks(data, split),
+                *robustness.epoch_callbacks(cfg, data, split),  # e.g. val_pgd_eps4_accuracy
                 _RequireMetric(s.objective),
                 metrics_cb if tracker.enabled else keras.callbacks.Callback(),
                 checkpoint,

@@ -123,3 +123,43 @@ def test_spearman_uses_average_ranks_for_ties():
     # Ties at zero: ranks [0.5, 0.5, 2, 3] vs [0, 1, 2, 3] -> Pearson of the ranks.
     expected = np.corrcoef([0.5, 0.5, 2, 3], [0, 1, 2, 3])[0, 1]
     assert spearman(a, np.array([[0.0, 0.1], [1.0, 5.0]])) == pytest.approx(expected)
+
+
+def test_epoch_metrics_put_robustness_scores_in_the_epoch_logs():
+    """``evaluate.epoch_metrics``: val_pgd_eps4_accuracy etc. each epoch (a tuner objective)."""
+    import tensorflow as tf
+
+    from kerasflow.config import EvaluateConfig
+    from kerasflow.training.robustness import EpochRobustness
+
+    class Data:  # the parts of prepared data that the callback reads
+        class_names = ["a", "b"]
+
+        def dataset(self, split, training=None, batch=True):
+            ds = tf.data.Dataset.from_tensor_slices((x, y))
+            return ds.batch(8) if batch else ds
+
+        def labels(self, split):
+            return y
+
+        def size(self, split):
+            return len(y)
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (16, 2, 2, 1)).astype(np.float32)
+    y = (x.reshape(16, -1) @ W).argmax(axis=1)
+    section = EvaluateConfig(epoch_metrics=["pgd_eps4", "corruption_mean"])
+    section.corruption.names, section.corruption.severities = ["contrast"], [5]
+    model = linear_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
+    callback = EpochRobustness(Data(), "validation", CLS, section)
+    history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[callback]).history
+    attack = section.adversarial.model_copy(update={"epsilons": [4.0]})
+    expected = adversarial.evaluate_attacks(
+        model, Data(), "validation", CLS, {"class_names": ["a", "b"]}, attack
+    )
+    assert history["val_pgd_eps4_accuracy"] == [expected["pgd"][0]]
+    assert 0.0 <= history["val_corruption_mean_accuracy"][0] <= 1.0
+    assert "val_fgsm_eps4_accuracy" not in history  # only what was asked for
+    with pytest.raises(ValueError, match="pgd_eps4"):
+        EvaluateConfig(epoch_metrics=["pgd4"])

@@ -128,7 +128,9 @@ class DetectionTask(Task):
         from kerasflow.tasks.detection.evaluation import evaluate_detection
 
         grid = Path(out_dir) / f"predictions_{split}.png" if out_dir is not None else None
-        return evaluate_detection(model, box_data(data), split, grid_path=grid)
+        return evaluate_detection(
+            model, box_data(data), split, grid_path=grid, detect=self._detector(model)
+        )
 
     def robustness_score(self, model, data, split: str, contract: dict, transform=None) -> float:
         """mAP@0.5 of the split, its box data's images passed through ``transform``.
@@ -137,14 +139,20 @@ class DetectionTask(Task):
         of a corruption evaluation.
         """
         from kerasflow.pipelines.corruptions import TransformedData
-        from kerasflow.tasks.detection.evaluation import detector_fn, evaluate_detection
+        from kerasflow.tasks.detection.evaluation import evaluate_detection
 
-        if model not in self._detectors:
-            self._detectors[model] = detector_fn(model)  # as evaluate() decodes
         boxes = box_data(data)
         view = boxes if transform is None else TransformedData(boxes, transform)
-        result = evaluate_detection(model, view, split, detect=self._detectors[model])
+        result = evaluate_detection(model, view, split, detect=self._detector(model))
         return float(result[self.headline])
+
+    def _detector(self, model):
+        """The model's traced decoding detector (one trace per model, reused by every call)."""
+        from kerasflow.tasks.detection.evaluation import detector_fn
+
+        if model not in self._detectors:
+            self._detectors[model] = detector_fn(model)
+        return self._detectors[model]
 
     def scalar_metrics(self, report: dict, prefix: str = "test_") -> dict[str, float]:
         from kerasflow.tasks.detection.evaluation import scalar_metrics
