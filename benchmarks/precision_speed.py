@@ -72,10 +72,10 @@ def time_steps(model, x, y, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="64x64, 2 repeats of 3 steps")
+    parser.add_argument("--quick", action="store_true", help="32x32, batch 8, 2 repeats of 3 steps")
     args = parser.parse_args()
     gpu = bool(tf.config.list_physical_devices("GPU"))
-    size = 64 if args.quick else 128
+    size = 32 if args.quick else 128
     batch = 8 if args.quick else 32
     repeats, steps = (2, 3) if args.quick else (5, 10)
     rng = np.random.default_rng(0)
