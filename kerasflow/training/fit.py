@@ -175,6 +175,11 @@ def train(
     dist = distribute.setup(cfg.train)  # it may split the CPU into logical devices
     if dist.custom_loop and not task.multi_worker:  # train.strategy: auto chose it
         _no_multi_worker(cfg, task)
+    if dist.custom_loop and cfg.train.adversarial is not None:  # its own step, not train_step
+        raise ConfigError(
+            "train.adversarial is not supported by the multi-worker loop (train.strategy "
+            f"{cfg.train.strategy!r}). Use train.strategy: default or mirrored, or remove it."
+        )
     if not dist.is_chief:  # only the chief logs to MLflow (tracking is not in the fingerprint)
         cfg = cfg.model_copy(
             update={"tracking": cfg.tracking.model_copy(update={"enabled": False})}
