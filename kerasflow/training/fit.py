@@ -295,6 +295,11 @@ def train(
             "train.finetune and train.class_weight are not supported by the multi-worker loop "
             "(train.strategy: multi_worker). Use train.strategy: mirrored or default."
         )
+    if dist.custom_loop and cfg.train.adversarial is not None:  # its own step, not train_step
+        raise ConfigError(
+            "train.adversarial is not supported by the multi-worker loop (train.strategy "
+            f"{cfg.train.strategy!r}). Use train.strategy: default or mirrored, or remove it."
+        )
     if not dist.is_chief:  # only the chief logs to MLflow (tracking is not in the fingerprint)
         cfg = cfg.model_copy(
             update={"tracking": cfg.tracking.model_copy(update={"enabled": False})}
