@@ -107,17 +107,21 @@ class SearchContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def trial_weights(self, trial_id: str) -> Path:
-        """The trial's best-epoch weights; fetched from its MLflow run if another host ran it."""
-        path = self.trial_dir(trial_id) / WEIGHTS
-        if path.is_file() or not self.enabled:
-            return path
-        runs = mlflow_runs.find_runs(
+    def finished_runs(self, trial_id: str) -> list[mlflow_runs.RunSummary]:
+        """The trial's FINISHED child runs of this search (oldest first)."""
+        return mlflow_runs.find_runs(
             self.experiment,
             {mlflow_runs.PARENT_TAG: self.parent_run_id, "kerasflow.trial_id": trial_id},
             self.uri,
             statuses=("FINISHED",),
         )
+
+    def trial_weights(self, trial_id: str) -> Path:
+        """The trial's best-epoch weights; fetched from its MLflow run if another host ran it."""
+        path = self.trial_dir(trial_id) / WEIGHTS
+        if path.is_file() or not self.enabled:
+            return path
+        runs = self.finished_runs(trial_id)
         if not runs:
             raise TrackingError(
                 f"No weights for trial {trial_id}: {path} is missing and no finished MLflow "
@@ -157,6 +161,9 @@ class KerasflowTuner(ChiefWorkerTuner):
 
     def run_trial(self, trial, *args, **kwargs):
         s = self.search_ctx
+        done = self._finished_before(trial.trial_id)
+        if done is not None:
+            return {s.objective: done}
         values = dict(trial.hyperparameters.values)
         searched = active_values(s.specs, values)
         tuner_values = {k: v for k, v in values.items() if k.startswith("tuner/")}
@@ -194,6 +201,24 @@ class KerasflowTuner(ChiefWorkerTuner):
             raise
         tracker.end("FINISHED")
         return {s.objective: score}
+
+    def _finished_before(self, trial_id: str) -> float | None:
+        """The objective of a trial that finished before a kill the oracle's state missed.
+
+        A kill after a trial's run FINISHED but before Keras Tuner saved the trial as ended
+        makes the oracle run it again; its finished run and weights are used instead, so
+        every trial has exactly one FINISHED run.
+        """
+        s = self.search_ctx
+        if not (s.enabled and s.parent_run_id and (s.trial_dir(trial_id) / WEIGHTS).is_file()):
+            return None
+        scores = [
+            r.metrics["objective"] for r in s.finished_runs(trial_id) if "objective" in r.metrics
+        ]
+        if not scores:
+            return None
+        log.info("trial %s finished before the search was interrupted; not run again", trial_id)
+        return float(scores[-1])
 
     def _fit_trial(self, trial, cfg: RunConfig, tracker: RunTracker, values: dict) -> float:
         s = self.search_ctx

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -168,6 +169,20 @@ def test_grid_search_resumes_after_sigkill_in_trial_1_then_2_then_3(tmp_path):
     assert result.parent_run_id == parent.info.run_id
     _check_grid_finished(result, client, ["1", "2", "3"])
     assert {client.get_run(v).info.status for v in victims} == {"KILLED"}
+
+    # A kill after trial 3's run FINISHED but before Keras Tuner saved the trial as ended:
+    # the oracle retries it; its finished run and weights stand, nothing runs twice.
+    project = result.project_dir
+    oracle = json.loads((project / "oracle.json").read_text())
+    oracle["ongoing_trials"] = {"tuner0": "3"}
+    oracle["end_order"] = [t for t in oracle["end_order"] if t != "3"]
+    (project / "oracle.json").write_text(json.dumps(oracle))
+    trial = json.loads((project / "trial_3" / "trial.json").read_text())
+    trial.update(status="RUNNING", score=None, best_step=0, metrics={"metrics": {}})
+    (project / "trial_3" / "trial.json").write_text(json.dumps(trial))
+    again = tune(load_config(path))
+    _check_grid_finished(again, client, ["1", "2", "3"])
+    assert again.trials[3]["objective"] == result.trials[3]["objective"]
 
 
 @pytest.mark.slow
