@@ -442,6 +442,27 @@ class DataConfig(Section):
             raise ValueError(f"image_size must be positive. Received: {self.image_size}")
         return self
 
+    def preprocessing(self) -> dict[str, Any]:
+        """What a model trained on this data expects of an image (part of its contract).
+
+        The model takes pixels 0..255 (or, in its serving signatures, encoded
+        images) and applies these steps itself, in this order: decode to
+        ``channels``, resize to ``image_size`` by ``resize``/``interpolation``,
+        then ``normalize``.
+        """
+        return {
+            "image_size": list(self.image_size),
+            "channels": int(self.channels),
+            "pixels": "0..255",
+            "resize": self.resize,
+            "interpolation": self.interpolation,
+            "antialias": self.antialias,
+            "center_crop": self.center_crop,
+            "normalize": self.normalize,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
 
 # --------------------------------------------------------------------- model
 class ModelConfig(Section):

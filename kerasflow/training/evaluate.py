@@ -189,7 +189,7 @@ def evaluate_model(
         cfg, split = config_for_new_data(cfg, data_source, stored), "test"
     data = task.training_data(_prepare_to_evaluate(model, cfg, task), keras_model)
     if stored is None:  # a bare .keras file (or a run that predates contracts)
-        contract = task.contract(keras_model, data)
+        contract = {**task.contract(keras_model, data), "preprocessing": cfg.data.preprocessing()}
     else:
         contract = stored
         if [str(c) for c in data.class_names] != contract["class_names"]:

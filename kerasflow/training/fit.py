@@ -588,7 +588,8 @@ def _finish(
 ) -> TrainResult:
     task = tasks.get(cfg.experiment.task)
     out.mkdir(parents=True, exist_ok=True)
-    contract = task.contract(model, data)
+    # The model carries its contract: the task's part plus what it expects of an image.
+    contract = {**task.contract(model, data), "preprocessing": cfg.data.preprocessing()}
     test_split = "test" if data.size("test") else evaluation_split(data)
     report = evaluation.evaluate_split(
         model, data, test_split, task, contract, out_dir=out, run_id=tracker.run_id

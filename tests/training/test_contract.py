@@ -71,7 +71,15 @@ def test_export_and_evaluate_of_a_logged_model_after_its_folder_moved(tmp_path):
     logged = {a.path for a in client.list_artifacts(result.run_id)}
     assert "contract.json" in logged, logged
     stored = registry.load_contract(f"runs:/{result.run_id}/model", uri)
-    assert stored == {"task": "classification", "class_names": names}
+    assert {k: stored[k] for k in ("task", "class_names")} == {
+        "task": "classification",
+        "class_names": names,
+    }
+    # what the model expects of an image travels too
+    assert stored["preprocessing"] == cfg.data.preprocessing()
+    assert stored["preprocessing"]["image_size"] == list(cfg.data.image_size)
+    assert stored["preprocessing"]["channels"] == cfg.data.channels
+    assert stored["preprocessing"]["normalize"] == cfg.data.normalize
     version = client.get_model_version(cfg.registered_model_name, result.registered.version)
     assert version.tags[registry.CONTRACT_TAG] == f"runs:/{result.run_id}/contract.json"
 
