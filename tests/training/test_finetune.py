@@ -40,7 +40,7 @@ SMALL = [
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("ft")
     return (
-        write_digits_folder(root / "d04", size=16, classes=range(5), per_class=40),
+        write_digits_folder(root / "d04", size=16, classes=range(5), per_class=30),
         write_digits_folder(root / "d59", size=16, classes=range(5, 10), per_class=30),
     )
 
@@ -132,7 +132,7 @@ def test_registered_model_starts_a_finetune_that_resumes_in_phase_2(
             "ft-src",
             f"data.source={folders[0]}",
             *SMALL,
-            "train.epochs=2",
+            "train.epochs=1",
             "tracking.registered_model=ft-src",
         ),
     )
@@ -145,7 +145,7 @@ def test_registered_model_starts_a_finetune_that_resumes_in_phase_2(
         *SMALL,
         f"model.pretrained={uri}",
         "train.finetune={freeze_epochs: 2, lr_factor: 0.1, warmup_epochs: 1}",
-        "train.epochs=12",
+        "train.epochs=8",
         "train.early_stopping.enabled=false",
         "data.batch_size=16",
         "tracking.register_model=false",
@@ -165,7 +165,7 @@ def test_registered_model_starts_a_finetune_that_resumes_in_phase_2(
         assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
         first.send_signal(signal.SIGKILL)
         first.wait()
-    assert 3 <= killed_after < 12
+    assert 3 <= killed_after < 8
     state = json.loads((work_dir_for(cfg) / "state.json").read_text())
     assert state["finetune_phase"] == 2 and state["status"] == "running"
 
@@ -174,9 +174,9 @@ def test_registered_model_starts_a_finetune_that_resumes_in_phase_2(
     assert result.initial_epoch >= 3  # resumed in phase 2, not from phase 1
     client = MlflowClient(tracking_uri)
     steps = [m.step for m in client.get_metric_history(result.run_id, "loss")]
-    assert sorted(steps) == list(range(1, 13))
+    assert sorted(steps) == list(range(1, 9))
     lrs = {m.step: m.value for m in client.get_metric_history(result.run_id, "learning_rate")}
-    assert lrs[1] == pytest.approx(1e-3) and lrs[12] < 1e-4  # phase 2: x0.1, then the schedule
+    assert lrs[1] == pytest.approx(1e-3) and lrs[8] < 1e-4  # phase 2: x0.1, then the schedule
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["pretrained.source"] == uri
