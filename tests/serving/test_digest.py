@@ -54,6 +54,9 @@ def test_digest_is_recorded_everywhere_and_covers_every_file(
         verify_export(export_dir, f"runs:/{served_run.run_id}/serving_model", tracking_uri) is None
     )
     assert verify_export(export_dir, str(export_dir), tracking_uri) is None
+    logged_model = client.get_run(served_run.run_id).data.tags["kerasflow.serving_model_uri"]
+    assert logged_model.startswith("models:/m-")  # a logged model: its run's tag counts
+    assert verify_export(export_dir, logged_model, tracking_uri) is None
     # The export folder logged to the run is served from runs:/ as well, checked the same way.
     from kerasflow.serving.server import resolve_saved_model
 
