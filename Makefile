@@ -19,8 +19,8 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m "not extended"
 	$(BIN)/mkdocs build --strict --site-dir site
+	$(BIN)/python -m pytest -q -m "not extended" --durations=25
 
 # The documentation site (docs/, mkdocs.yml) on http://127.0.0.1:8000, rebuilt on save.
 docs: $(STAMP)
