@@ -24,6 +24,7 @@ import numpy as np
 
 from kerasflow import tasks
 from kerasflow.errors import VerificationError
+from kerasflow.progress import Stage, progress
 from kerasflow.serving.artefact_runtime import load_artefact
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,10 @@ def verify_artefacts(
     calls = {"keras": keras_probs}
     for i, art in enumerate(loaded):
         calls[f"artefact{i}"] = lambda x, art=art: art.run(x)["probabilities"]
-    latency = _median_latencies(calls, pixels, latency_calls) if latency_calls else {}
+    latency = {}
+    if latency_calls:
+        with Stage("measuring batch-1 latency", total=len(calls), unit="runner", min_items=1):
+            latency = _median_latencies(calls, pixels, latency_calls)
     rows = [
         {
             "format": "keras",
@@ -112,7 +116,8 @@ def verify_artefacts(
             "examples": len(pixels),
         }
     ]
-    for i, art in enumerate(loaded):
+    stage = f"verifying {len(loaded)} artefact(s) on the {split} split"
+    for i, art in enumerate(progress(loaded, stage, unit="artefact", min_items=1)):
         probs = _batched(lambda x, art=art: art.run(x)["probabilities"], pixels)
         score = float(task.report(targets, probs, contract)[headline])
         ms = latency.get(f"artefact{i}", float("nan"))
