@@ -24,6 +24,7 @@ and names its attack loss; the corruptions are tf.data ops.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -79,6 +80,15 @@ def evaluate_corruptions(
     }
 
 
+@contextlib.contextmanager
+def _timed(result: dict, part: str):
+    """Record the wall and CPU seconds of one part in ``result["seconds"|"cpu_seconds"]``."""
+    start, cpu = time.perf_counter(), time.process_time()
+    yield
+    result["seconds"][part] = time.perf_counter() - start
+    result["cpu_seconds"][part] = time.process_time() - cpu
+
+
 def add_robustness(model, data, report: dict, out_dir, task, contract: dict, section) -> dict:
     """Run the enabled parts of ``evaluate`` (``section``) on the report's split; add them to it.
 
@@ -95,30 +105,24 @@ def add_robustness(model, data, report: dict, out_dir, task, contract: dict, sec
     seed = int(section.seed)
     result: dict = {"seconds": {}, "cpu_seconds": {}}
     if section.corruption.enabled:
-        start, cpu = time.perf_counter(), time.process_time()
-        result["corruption"] = evaluate_corruptions(
-            model, data, split, task, contract, section.corruption, seed
-        )
-        result["seconds"]["corruption"] = time.perf_counter() - start
-        result["cpu_seconds"]["corruption"] = time.process_time() - cpu
+        with _timed(result, "corruption"):
+            result["corruption"] = evaluate_corruptions(
+                model, data, split, task, contract, section.corruption, seed
+            )
     if section.adversarial.enabled and task.adversarial:
         from kerasflow.training import adversarial
 
-        start, cpu = time.perf_counter(), time.process_time()
-        result["adversarial"] = adversarial.evaluate_attacks(
-            model, data, split, task, contract, section.adversarial, seed
-        )
-        result["seconds"]["adversarial"] = time.perf_counter() - start
-        result["cpu_seconds"]["adversarial"] = time.process_time() - cpu
+        with _timed(result, "adversarial"):
+            result["adversarial"] = adversarial.evaluate_attacks(
+                model, data, split, task, contract, section.adversarial, seed
+            )
     if section.faithfulness.enabled and task.explainable:
         from kerasflow.training import faithfulness
 
-        start, cpu = time.perf_counter(), time.process_time()
-        report["faithfulness"] = faithfulness.evaluate_faithfulness(
-            model, data, split, section.faithfulness, seed
-        )
-        result["seconds"]["faithfulness"] = time.perf_counter() - start
-        result["cpu_seconds"]["faithfulness"] = time.process_time() - cpu
+        with _timed(result, "faithfulness"):
+            report["faithfulness"] = faithfulness.evaluate_faithfulness(
+                model, data, split, section.faithfulness, seed
+            )
     report["robustness"] = result
     for part, seconds in result["seconds"].items():
         log.info("robustness: %s took %.1f s", part, seconds)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -39,18 +40,43 @@ def exported(digits_result, tmp_path_factory):
     cfg = digits_result.config
     out = tmp_path_factory.mktemp("portable")
     registered = digits_result.registered
-    report = export_formats(
-        digits_result.model,
-        out / "serving",
-        cfg,
-        contract_for(cfg, digits_result.model),
-        FORMATS,
-        portable_dir=out / "artefacts",
-        tracker=RunTracker(cfg.tracking.uri, digits_result.run_id),
-        registered=(registered.name, registered.version),
-    )
+    progress_log = logging.getLogger("kerasflow.progress")
+    lines = _Lines()
+    level = progress_log.level
+    progress_log.addHandler(lines)
+    progress_log.setLevel(logging.INFO)
+    try:
+        report = export_formats(
+            digits_result.model,
+            out / "serving",
+            cfg,
+            contract_for(cfg, digits_result.model),
+            FORMATS,
+            portable_dir=out / "artefacts",
+            tracker=RunTracker(cfg.tracking.uri, digits_result.run_id),
+            registered=(registered.name, registered.version),
+        )
+    finally:
+        progress_log.removeHandler(lines)
+        progress_log.setLevel(level)
     rows = {(r["format"], r["quantize"]): r for r in report.verification}
-    return report, rows, out
+    return report, rows, out, lines.messages
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_verification_reports_its_progress(exported):
+    # not a terminal here: one line per stage (a bar on a terminal)
+    lines = exported[3]
+    assert "verifying 3 artefact(s) on the test split: 3 artefacts ..." in lines, lines
+    assert "measuring batch-1 latency: 4 runners ..." in lines, lines
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +87,7 @@ def digit_files(digits_result, tmp_path_factory):
 
 
 def test_verification_meets_the_acceptance_figures(exported):
-    report, rows, out = exported
+    report, rows, out, _ = exported
     keras = rows[("keras", "none")]
     assert keras["examples"] == 359 and keras["value"] > 0.9
     for key in [("litert", "none"), ("onnx", "none")]:
@@ -78,7 +104,7 @@ def test_verification_meets_the_acceptance_figures(exported):
 
 
 def test_contract_beside_each_artefact(exported):
-    report, rows, _ = exported
+    report, rows, _, _ = exported
     for art in report.artefacts:
         contract = json.loads(art.contract_path.read_text())
         assert contract["class_names"] == [str(i) for i in range(10)]
@@ -143,7 +169,7 @@ def test_missing_runtime_names_the_extra(monkeypatch):
 def test_predict_on_each_artefact_matches_the_saved_model_without_tensorflow(exported, digit_files):
     from kerasflow.serving.predict import predict_paths
 
-    report, _, out = exported
+    report, _, out, _ = exported
     paths = [str(p) for p in digit_files]
     reference = predict_paths(str(report.saved_model.path), paths)
     ref_classes = [r["class_id"] for r in reference]
