@@ -671,10 +671,22 @@ def serve(
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, per image.")
 @click.option(
+    "--saved-model-digest",
+    default=None,
+    metavar="SHA256",
+    help="The digest `kerasflow export` printed: use a local SavedModel export that the "
+    "tracking store does not record (as for serve).",
+)
+@click.option(
+    "--trust-saved-model",
+    is_flag=True,
+    help="Use a SavedModel whose digest no trusted record holds (a SavedModel graph is code).",
+)
+@click.option(
     "--config", "config", type=click.Path(dir_okay=False), help="Run config for a .keras file."
 )
 @_set_option
-def predict(model, images, as_json, config, overrides):
+def predict(model, images, as_json, saved_model_digest, trust_saved_model, config, overrides):
     """Predict IMAGES with MODEL: a .tflite/.onnx artefact, a SavedModel export or a model URI.
 
     A LiteRT or ONNX artefact runs with its own runtime and never imports TensorFlow.
@@ -683,7 +695,15 @@ def predict(model, images, as_json, config, overrides):
 
     from kerasflow.serving.predict import predict_paths, summary
 
-    for result in predict_paths(model, list(images), config=config, overrides=list(overrides)):
+    results = predict_paths(
+        model,
+        list(images),
+        config=config,
+        overrides=list(overrides),
+        trust_saved_model=trust_saved_model,
+        saved_model_digest=saved_model_digest,
+    )
+    for result in results:
         click.echo(json.dumps(result) if as_json else f"{result['path']}: {summary(result)}")
 
 

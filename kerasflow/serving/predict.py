@@ -25,7 +25,15 @@ from kerasflow.serving.artefact_runtime import is_artefact
 from kerasflow.serving.predictor import Limits, RequestError
 
 
-def load_predictor(model: str, workdir: Path, config=None, overrides=None, uri=None):
+def load_predictor(
+    model: str,
+    workdir: Path,
+    config=None,
+    overrides=None,
+    uri=None,
+    trust_saved_model: bool = False,
+    saved_model_digest: str | None = None,
+):
     """The :class:`Predictor` of MODEL (an artefact, or a SavedModel through ``serve``'s checks)."""
     if is_artefact(model):
         from kerasflow.serving.artefact_predictor import ArtefactPredictor
@@ -34,7 +42,9 @@ def load_predictor(model: str, workdir: Path, config=None, overrides=None, uri=N
     from kerasflow.serving.predictor import Predictor
     from kerasflow.serving.server import resolve_saved_model
 
-    source = resolve_saved_model(model, workdir, config, overrides, uri)
+    source = resolve_saved_model(
+        model, workdir, config, overrides, uri, trust_saved_model, saved_model_digest
+    )
     return Predictor.from_export(source.saved_model_dir, Limits())
 
 
@@ -44,8 +54,14 @@ def predict_paths(
     config=None,
     overrides: list[str] | None = None,
     uri: str | None = None,
+    trust_saved_model: bool = False,
+    saved_model_digest: str | None = None,
 ) -> list[dict]:
     """One JSON-ready dict per image file, in order, each starting with its ``path``.
+
+    A SavedModel goes through ``kerasflow serve``'s checks: its content digest must
+    be recorded by the tracking store or be ``saved_model_digest``, unless
+    ``trust_saved_model`` (see :mod:`kerasflow.serving.trust`).
 
     Raises:
         DataError: a file is missing, unreadable or not a decodable image (named).
@@ -53,7 +69,9 @@ def predict_paths(
     """
     workdir = Path(tempfile.mkdtemp(prefix="kerasflow-predict-"))
     try:
-        predictor = load_predictor(str(model), workdir, config, overrides, uri)
+        predictor = load_predictor(
+            str(model), workdir, config, overrides, uri, trust_saved_model, saved_model_digest
+        )
         results = []
         for path in paths:
             try:

@@ -167,11 +167,17 @@ def test_missing_runtime_names_the_extra(monkeypatch):
 
 
 def test_predict_on_each_artefact_matches_the_saved_model_without_tensorflow(exported, digit_files):
+    from kerasflow.errors import ServingError
     from kerasflow.serving.predict import predict_paths
 
     report, _, out, _ = exported
     paths = [str(p) for p in digit_files]
-    reference = predict_paths(str(report.saved_model.path), paths)
+    # a local export the store does not record: its digest is named, as for serve
+    with pytest.raises(ServingError, match="no trusted record holds its content digest"):
+        predict_paths(str(report.saved_model.path), paths[:1])
+    reference = predict_paths(
+        str(report.saved_model.path), paths, saved_model_digest=report.saved_model.digest
+    )
     ref_classes = [r["class_id"] for r in reference]
     for name in ("model.tflite", "model_int8.tflite", "model.onnx"):
         done = subprocess.run(
