@@ -453,14 +453,16 @@ def fit_model(model, cfg: RunConfig, data, callbacks, initial_epoch=0):
     Reads the task's training data (:meth:`kerasflow.tasks.base.Task.training_data`);
     feeds :func:`fit_input`'s dataset and steps. Returns the History.
     """
-    train_ds = data.dataset("train")
+    task = tasks.get(cfg.experiment.task)
+    train_ds, class_weight = task.weighted_training(
+        cfg.train.class_weight, data, data.dataset("train")
+    )
     val_ds = data.dataset("validation", training=False) if data.size("validation") else None
     fit_ds, steps = fit_input(cfg, data, train_ds)
-    task = tasks.get(cfg.experiment.task)
     with quiet_input_warnings():  # here too for the tuner's trials
         return model.fit(
             fit_ds,
-            class_weight=task.fit_class_weight(cfg.train.class_weight, data),
+            class_weight=class_weight,
             validation_data=val_ds,
             epochs=cfg.train.epochs,
             initial_epoch=initial_epoch,
