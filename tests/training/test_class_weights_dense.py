@@ -5,6 +5,8 @@ Small in-memory data; the fits are a few steps of tiny models.
 
 from __future__ import annotations
 
+import shutil
+
 import keras
 import numpy as np
 import pytest
@@ -182,9 +184,24 @@ class _RawWeights(keras.callbacks.Callback):
         self.ends.append(len(self.batches))
 
 
+class _FirstBackup(keras.callbacks.Callback):
+    """A copy of the resume backup's weights as the first epoch left them."""
+
+    def __init__(self, backup_dir, copy):
+        super().__init__()
+        self.backup, self.copy = backup_dir / "latest.weights.h5", copy
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            shutil.copy(self.backup, self.copy)
+
+
 @pytest.mark.slow
 def test_ema_weights_are_what_the_run_keeps(tmp_path):
-    """With compile.optimizer.ema the restored best model holds the EMA of the raw weights."""
+    """With compile.optimizer.ema the restored best model holds the EMA of the raw weights.
+
+    The resume backup holds the raw weights in the model (training goes on from them).
+    """
     cfg = kerasflow.load_config(
         None,
         [
@@ -204,7 +221,8 @@ def test_ema_weights_are_what_the_run_keeps(tmp_path):
         cfg, RunTracker(None, None), RunState(None), tmp_path, prepared
     )
     raw = _RawWeights()
-    history = fit_model(model, cfg, prepared, [raw, *callbacks])
+    first = _FirstBackup(tmp_path / "backup", tmp_path / "first.weights.h5")
+    history = fit_model(model, cfg, prepared, [raw, *callbacks, first])
     # The EMA by hand: the first step takes the weights, then m * average + (1 - m) * weights.
     averages, ema = [], None
     for weights in raw.batches:
@@ -227,3 +245,11 @@ def test_ema_weights_are_what_the_run_keeps(tmp_path):
     for got, want in zip(final, averages[step], strict=True):  # the best epoch's averages
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert any(not np.allclose(g, t) for g, t in zip(final, raw.batches[step], strict=True))
+    resumed = build_compiled_model(cfg, prepared)
+    resumed.optimizer.build(resumed.trainable_variables)
+    resumed.load_weights(str(tmp_path / "first.weights.h5"))
+    step = raw.ends[0] - 1
+    backed_up = [w.numpy() for w in resumed.trainable_weights]
+    for got, want in zip(backed_up, raw.batches[step], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(g, a) for g, a in zip(backed_up, averages[step], strict=True))
