@@ -156,12 +156,14 @@ def imbalance(store: Path, seeds: list[int], epochs: int) -> dict:
     return out
 
 
-def precision(store: Path, seeds: list[int], epochs: int) -> dict:
-    arms = {
-        "float32": [],
-        "mixed_bfloat16": ["train.precision=mixed_bfloat16"],
-        "jit_compile": ["train.jit_compile=true"],
-    }
+PRECISION_ARMS = {
+    "float32": [],
+    "mixed_bfloat16": ["train.precision=mixed_bfloat16"],
+    "jit_compile": ["train.jit_compile=true"],
+}
+
+
+def precision(store: Path, seeds: list[int], epochs: int, arms=PRECISION_ARMS) -> dict:
     out: dict = {"seeds": seeds, "epochs": epochs}
     for arm, extra in arms.items():
         results = [
@@ -177,7 +179,7 @@ def precision(store: Path, seeds: list[int], epochs: int) -> dict:
             "mean": statistics.mean(accs),
             "seconds": [r["seconds"] for r in results],
         }
-    for arm in ("mixed_bfloat16", "jit_compile"):
+    for arm in set(arms) - {"float32"}:
         out[f"{arm}_minus_float32_points"] = 100 * (out[arm]["mean"] - out["float32"]["mean"])
     return out
 
@@ -188,6 +190,12 @@ def main() -> None:
     parser.add_argument("--only", default="transfer,imbalance,precision")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--epochs", type=int, help="default 30 (4 with --quick)")
+    parser.add_argument(
+        "--precision-seeds", type=int, default=1, help="seeds of the precision arms (default 1)"
+    )
+    parser.add_argument(
+        "--precision-arms", default=",".join(PRECISION_ARMS), help="comma-separated subset"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     seeds = [0] if args.quick else [0, 1, 2]
@@ -197,9 +205,12 @@ def main() -> None:
         store = Path(tmp)
         for name in args.only.split(","):
             start = time.perf_counter()
-            # One seed for precision: its arms differ by rounding, not by the split or init.
-            arm_seeds = seeds[:1] if name == "precision" else seeds
-            result[name] = globals()[name](store / name, arm_seeds, epochs)
+            if name == "precision":  # one seed by default: its arms differ by rounding
+                arms = {a: PRECISION_ARMS[a] for a in args.precision_arms.split(",")}
+                seeds_p = list(range(args.precision_seeds))
+                result[name] = precision(store / name, seeds_p, epochs, arms)
+            else:
+                result[name] = globals()[name](store / name, seeds, epochs)
             result[name]["wall_s"] = round(time.perf_counter() - start, 1)
             if args.out:
                 args.out.write_text(json.dumps(result, indent=2))

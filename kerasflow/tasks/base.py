@@ -222,9 +222,23 @@ class Task:
         from kerasflow.errors import ConfigError
 
         raise ConfigError(
-            f"train.class_weight is not supported for experiment.task {self.name!r} yet; "
-            "it weighs one class per image (classification). Remove train.class_weight."
+            f"train.class_weight is not supported for experiment.task {self.name!r}; "
+            "classification (per image), segmentation (per pixel) and multilabel (per label) "
+            "take it. Remove train.class_weight."
         )
+
+    def weighted_training(self, setting, data, dataset):
+        """``(training dataset, class_weight for model.fit)`` for ``train.class_weight``.
+
+        A task whose targets are one class per example passes ``dataset`` through
+        and gives Keras' ``class_weight`` (:meth:`fit_class_weight`); a dense or
+        multi-label task adds a sample weight of the target's shape instead.
+        """
+        return dataset, self.fit_class_weight(setting, data)
+
+    def training_loss(self, compile_config, num_classes: int, train_config=None):
+        """The loss ``compile`` gets: :meth:`loss`, unless ``train_config`` asks for another."""
+        return self.loss(compile_config, num_classes)
 
     def loss(self, compile_config, num_classes: int):
         from kerasflow.tasks.losses import get_loss
@@ -485,6 +499,12 @@ def image_signatures(
             [tf.TensorSpec([None, height, width, channels], tf.float32, name="inputs")],
         ),
     }
+
+
+def class_weight_table(setting, counts, class_names: list[str]) -> np.ndarray:
+    """:func:`class_weights` as a float32 array indexed by class id (for ``tf.gather``)."""
+    weights = class_weights(setting, counts, class_names)
+    return np.array([weights[i] for i in range(len(class_names))], np.float32)
 
 
 def class_weights(setting, counts, class_names: list[str]) -> dict[int, float]:

@@ -66,8 +66,29 @@ def _soft_dice(labels, y_pred, smooth: float):
     return 1.0 - ops.mean(dice, axis=-1)
 
 
+class _SmoothedLoss(keras.losses.Loss):
+    """A loss with one argument, ``label_smoothing`` (checked, and kept in its config)."""
+
+    default_name = "loss"
+
+    def __init__(
+        self,
+        label_smoothing: float = 0.0,
+        reduction="sum_over_batch_size",
+        name: str | None = None,
+        dtype=None,
+    ):
+        super().__init__(name=name or self.default_name, reduction=reduction, dtype=dtype)
+        self.label_smoothing = _check_smoothing(label_smoothing)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"label_smoothing": self.label_smoothing})
+        return config
+
+
 @keras.saving.register_keras_serializable(package="kerasflow")
-class SparseCategoricalCrossentropy(keras.losses.Loss):
+class SparseCategoricalCrossentropy(_SmoothedLoss):
     """Cross-entropy on probabilities for sparse or one-hot labels, with label smoothing.
 
     Keras' own sparse cross-entropy has no label smoothing; this one one-hots the
@@ -77,23 +98,10 @@ class SparseCategoricalCrossentropy(keras.losses.Loss):
         label_smoothing: mass moved from the true class to all classes.
     """
 
-    def __init__(
-        self,
-        label_smoothing: float = 0.0,
-        reduction="sum_over_batch_size",
-        name: str = "sparse_categorical_crossentropy",
-        dtype=None,
-    ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.label_smoothing = _check_smoothing(label_smoothing)
+    default_name = "sparse_categorical_crossentropy"
 
     def call(self, y_true, y_pred):
         return _cross_entropy(one_hot_labels(y_true, y_pred, self.label_smoothing), y_pred)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"label_smoothing": self.label_smoothing})
-        return config
 
 
 @keras.saving.register_keras_serializable(package="kerasflow")
@@ -221,6 +229,28 @@ class CrossEntropyDiceLoss(keras.losses.Loss):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="kerasflow")
+class PerLabelBinaryCrossentropy(_SmoothedLoss):
+    """Binary cross-entropy on probabilities, one value per label (not averaged over labels).
+
+    Unweighted it equals Keras' ``BinaryCrossentropy`` (the mean over batch and
+    labels); a ``(batch, K)`` sample weight weighs every label of every example,
+    which multi-label class weights need.
+
+    Args:
+        label_smoothing: targets move towards 0.5 by this much.
+    """
+
+    default_name = "binary_crossentropy"
+
+    def call(self, y_true, y_pred):
+        labels = ops.cast(y_true, y_pred.dtype)
+        if self.label_smoothing:
+            labels = labels * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
+        probs = ops.clip(y_pred, _EPSILON, 1.0 - _EPSILON)
+        return -(labels * ops.log(probs) + (1.0 - labels) * ops.log(1.0 - probs))
 
 
 def _sparse_ce(label_smoothing: float = 0.0, **kwargs):

@@ -21,7 +21,7 @@ import numpy as np
 
 from kerasflow.tasks import multilabel_report as mlr
 from kerasflow.tasks import predictions
-from kerasflow.tasks.base import Task, image_signatures, predict
+from kerasflow.tasks.base import Task, class_weights, image_signatures, predict
 
 # compile.metrics names -> Keras metric factories (num_labels -> metric); thresholds 0.5.
 METRIC_FACTORIES = {
@@ -32,6 +32,52 @@ METRIC_FACTORIES = {
     "recall": lambda k: _keras().metrics.Recall(name="recall"),
     "auc": lambda k: _keras().metrics.AUC(multi_label=True, num_labels=k, name="auc"),
 }
+
+
+def positive_weights(setting, targets, class_names) -> np.ndarray:
+    """The weight of each label's positives for ``train.class_weight`` (float32, per label).
+
+    ``balanced``: ``negatives / positives`` of the label in ``targets`` (the
+    training split's multi-hot rows), so both sides of every label weigh the
+    same in total; a label without positives weighs 1. A map ``{label: weight}``
+    as given (labels it leaves out weigh 1).
+    """
+    targets = np.asarray(targets, np.float64) > 0.5
+    if setting != "balanced":
+        weights = class_weights(setting, np.ones(len(class_names)), class_names)
+        return np.array([weights[i] for i in range(len(class_names))], np.float32)
+    positives = targets.sum(axis=0)
+    negatives = len(targets) - positives
+    return np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0).astype(np.float32)
+
+
+def with_positive_weights(dataset, weights):
+    """``dataset`` of ``(images, targets)`` with a third element ``1 + (w - 1) * target``.
+
+    With the per-label cross-entropy (:class:`kerasflow.tasks.losses.PerLabelBinaryCrossentropy`)
+    that is ``-(w * y * log p + (1 - y) * log(1 - p))`` for 0/1 targets.
+    """
+    import tensorflow as tf
+
+    extra = tf.constant(np.asarray(weights, np.float32) - 1.0)
+
+    def add_weights(images, targets):
+        return images, targets, 1.0 + extra * tf.cast(targets, tf.float32)
+
+    return dataset.map(add_weights, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _loss_from_config(cls, compile_config, name: str):
+    """``cls`` built from ``compile.loss.params`` (and its label smoothing)."""
+    from kerasflow.errors import ConfigError
+
+    params = dict(compile_config.loss.params)
+    if compile_config.loss.label_smoothing:
+        params["label_smoothing"] = compile_config.loss.label_smoothing
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Bad compile.loss.params for {name}: {exc} Received: {params}") from exc
 
 
 def _keras():
@@ -55,26 +101,44 @@ class MultilabelTask(Task):
     output_activation = "sigmoid"
     adversarial = True
 
+    def check_config(self, cfg) -> None:
+        super().check_config(cfg)
+        if cfg.train.class_weight is not None and self.loss_name(cfg.compile) != (
+            "binary_crossentropy"
+        ):
+            from kerasflow.errors import ConfigError
+
+            raise ConfigError(
+                "train.class_weight for multilabel weighs each label's positives in the binary "
+                f"cross-entropy; compile.loss {self.loss_name(cfg.compile)!r} cannot take it. "
+                "Use compile.loss.name: binary_crossentropy, or remove train.class_weight."
+            )
+
+    def weighted_training(self, setting, data, dataset):
+        """Per-label positive weights (:func:`positive_weights`) as a ``(batch, K)`` sample weight."""
+        if setting is None:
+            return dataset, None
+        weights = positive_weights(setting, data.labels("train"), data.class_names)
+        return with_positive_weights(dataset, weights), None
+
+    def training_loss(self, compile_config, num_classes: int, train_config=None):
+        """With ``train.class_weight``: the cross-entropy per label, weighed per label."""
+        if train_config is None or train_config.class_weight is None:
+            return self.loss(compile_config, num_classes)
+        from kerasflow.tasks.losses import PerLabelBinaryCrossentropy
+
+        return _loss_from_config(PerLabelBinaryCrossentropy, compile_config, "binary_crossentropy")
+
     def loss(self, compile_config, num_classes: int):
         import keras
 
-        from kerasflow.errors import ConfigError
-
         name = self.loss_name(compile_config)
-        params = dict(compile_config.loss.params)
-        if compile_config.loss.label_smoothing:
-            params["label_smoothing"] = compile_config.loss.label_smoothing
         cls = (
             keras.losses.BinaryCrossentropy
             if name == "binary_crossentropy"
             else keras.losses.BinaryFocalCrossentropy
         )
-        try:
-            return cls(**params)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"Bad compile.loss.params for {name}: {exc} Received: {params}"
-            ) from exc
+        return _loss_from_config(cls, compile_config, name)
 
     def metric_objects(self, compile_config, num_classes: int) -> list:
         return [METRIC_FACTORIES[n](num_classes) for n in self.metric_names(compile_config)]

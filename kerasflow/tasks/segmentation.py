@@ -12,7 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from kerasflow.tasks import plots, predictions, report_html
-from kerasflow.tasks.base import Task, display_images, image_signatures, take_examples
+from kerasflow.tasks.base import (
+    Task,
+    class_weight_table,
+    display_images,
+    image_signatures,
+    take_examples,
+)
 from kerasflow.tasks.metrics import METRICS
 
 GRID_SIZE = 4
@@ -24,6 +30,41 @@ SUMMARY = (
     ("mean_dice", "mean Dice"),
     ("loss", "loss"),
 )
+
+# Losses with one value per pixel, which a per-pixel sample weight can weigh.
+PIXEL_LOSSES = ("sparse_categorical_crossentropy", "focal", "categorical_crossentropy")
+
+
+def pixel_class_weights(setting, masks, class_names) -> np.ndarray:
+    """The weight of each class id for ``train.class_weight`` (float32, indexed by class id).
+
+    ``balanced``: ``n / (K * n_c)`` with ``n_c`` the pixels of class ``c`` in
+    ``masks`` and ``n`` all pixels; a map ``{class name: weight}`` as given
+    (classes it leaves out weigh 1).
+    """
+    k = len(class_names)
+    ids = np.asarray(masks).astype(np.int64).reshape(-1)
+    counts = np.bincount(ids[(ids >= 0) & (ids < k)], minlength=k)
+    return class_weight_table(setting, counts, class_names)
+
+
+def with_pixel_weights(dataset, table):
+    """``dataset`` of ``(images, masks)`` batches with a third element: each pixel's weight.
+
+    Keras' ``fit`` multiplies the per-pixel loss by it. Masks may be class ids
+    ``(b, h, w)`` / ``(b, h, w, 1)`` or one-hot ``(b, h, w, K)`` (their argmax).
+    """
+    import tensorflow as tf
+
+    weights = tf.constant(np.asarray(table, np.float32))
+
+    def add_weights(images, masks):
+        ids = masks
+        if masks.shape.rank == 4:
+            ids = tf.squeeze(masks, -1) if masks.shape[-1] == 1 else tf.argmax(masks, -1)
+        return images, masks, tf.gather(weights, tf.cast(ids, tf.int32))
+
+    return dataset.map(add_weights, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def segmentation_report(y_true, probabilities, class_names) -> dict:
@@ -108,6 +149,25 @@ class SegmentationTask(Task):
     auto_metrics = ("accuracy", "mean_iou")
     monitor = "val_mean_iou"
     champion = "test_mean_iou"
+
+    def check_config(self, cfg) -> None:
+        super().check_config(cfg)
+        loss = self.loss_name(cfg.compile)
+        if cfg.train.class_weight is not None and loss not in PIXEL_LOSSES:
+            from kerasflow.errors import ConfigError
+
+            raise ConfigError(
+                f"train.class_weight weighs each pixel's loss, but compile.loss {loss!r} is one "
+                "value per image. Use compile.loss.name: one of "
+                f"{', '.join(PIXEL_LOSSES)}, or remove train.class_weight."
+            )
+
+    def weighted_training(self, setting, data, dataset):
+        """Per-pixel sample weights from the mask and :func:`pixel_class_weights`."""
+        if setting is None:
+            return dataset, None
+        table = pixel_class_weights(setting, data.labels("train"), data.class_names)
+        return with_pixel_weights(dataset, table), None
 
     def report(self, targets, scores, contract: dict) -> dict:
         return segmentation_report(targets, scores, contract["class_names"])

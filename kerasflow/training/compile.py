@@ -94,7 +94,7 @@ def compile_model(
     jit = train_config.jit_compile if train_config else "auto"
     model.compile(
         optimizer=build_optimizer(compile_config, steps_per_epoch, epochs, accumulation),
-        loss=task.loss(compile_config, num_classes),
+        loss=task.training_loss(compile_config, num_classes, train_config),
         metrics=task.metric_objects(compile_config, num_classes),
         jit_compile=jit,
     )

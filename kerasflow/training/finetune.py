@@ -26,7 +26,7 @@ from pathlib import Path
 import keras
 
 from kerasflow.errors import ConfigError
-from kerasflow.training import transfer
+from kerasflow.training import ema, transfer
 from kerasflow.training.compile import compile_model, steps_per_epoch
 
 log = logging.getLogger(__name__)
@@ -186,11 +186,7 @@ def fit_staged(model, cfg, prepared, data, callbacks, state, work: Path, scope, 
             if not isinstance(c, keras.callbacks.EarlyStopping | keras.callbacks.BackupAndRestore)
         ]
         if cfg.train.resume:  # keep the backup when phase 1 ends: phase 2 resumes from it
-            phase1.append(
-                keras.callbacks.BackupAndRestore(
-                    str(backup_dir), double_checkpoint=True, delete_checkpoint=False
-                )
-            )
+            phase1.append(ema.backup_and_restore(str(backup_dir), phase1))
         short = cfg.model_copy(
             update={"train": cfg.train.model_copy(update={"epochs": ft.freeze_epochs})}
         )

@@ -51,6 +51,7 @@ from kerasflow.training import (
     backup,
     custom_loop,
     distribute,
+    ema,
     finetune,
     robustness,
     run_lock,
@@ -453,14 +454,16 @@ def fit_model(model, cfg: RunConfig, data, callbacks, initial_epoch=0):
     Reads the task's training data (:meth:`kerasflow.tasks.base.Task.training_data`);
     feeds :func:`fit_input`'s dataset and steps. Returns the History.
     """
-    train_ds = data.dataset("train")
+    task = tasks.get(cfg.experiment.task)
+    train_ds, class_weight = task.weighted_training(
+        cfg.train.class_weight, data, data.dataset("train")
+    )
     val_ds = data.dataset("validation", training=False) if data.size("validation") else None
     fit_ds, steps = fit_input(cfg, data, train_ds)
-    task = tasks.get(cfg.experiment.task)
     with quiet_input_warnings():  # here too for the tuner's trials
         return model.fit(
             fit_ds,
-            class_weight=task.fit_class_weight(cfg.train.class_weight, data),
+            class_weight=class_weight,
             validation_data=val_ds,
             epochs=cfg.train.epochs,
             initial_epoch=initial_epoch,
@@ -496,10 +499,10 @@ def build_callbacks(
     )
     # With EMA the averaged weights are swapped in for validation and the checkpoint,
     # so the best checkpoint (what is evaluated and registered) holds averaged weights.
-    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.compile.optimizer.ema else []
+    ema_swap = ema.swap_callbacks(cfg.compile)
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.TerminateOnNaN(),
-        *ema,
+        *ema_swap,
         *task.epoch_callbacks(data, split),
         *robustness.epoch_callbacks(cfg, data, split),  # evaluate.epoch_metrics
         MlflowCallback(tracker) if tracker.enabled else keras.callbacks.Callback(),
@@ -516,11 +519,7 @@ def build_callbacks(
             log.info("resuming from epoch %d (backup in %s)", initial_epoch, backup_dir)
         # Last, so that everything above has finished an epoch before it counts as done.
         # Kept after fit: train() removes it once the trained weights are saved.
-        callbacks.append(
-            keras.callbacks.BackupAndRestore(
-                str(backup_dir), double_checkpoint=True, delete_checkpoint=False
-            )
-        )
+        callbacks.append(ema.backup_and_restore(str(backup_dir), callbacks))
     return callbacks, best_path, ck_monitor, initial_epoch
 
 

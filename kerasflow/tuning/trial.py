@@ -24,7 +24,7 @@ from kerasflow.config import RunConfig
 from kerasflow.errors import ConfigError, KerasflowError, TrackingError
 from kerasflow.tracking import MlflowCallback, RunTracker, start_tracker
 from kerasflow.tracking import runs as mlflow_runs
-from kerasflow.training import fit, robustness
+from kerasflow.training import ema, fit, robustness
 from kerasflow.training.compile import build_compiled_model
 from kerasflow.tuning.distributed import ChiefWorkerTuner, Role
 from kerasflow.tuning.hypermodel import ConfigHyperModel
@@ -257,6 +257,8 @@ class KerasflowTuner(ChiefWorkerTuner):
             )
             callbacks = [
                 keras.callbacks.TerminateOnNaN(),
+                # As in train(): validation and the checkpoint see the EMA weights.
+                *ema.swap_callbacks(cfg.compile),
                 # First, as in train(): e.g. val_map50 must be in the logs before the
                 # objective is checked, logged, checkpointed and recorded by History.
                 *task.epoch_callbacks(data, split),
