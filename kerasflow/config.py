@@ -718,11 +718,39 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _finetune_fits(self):
-        if self.finetune is not None and self.finetune.freeze_epochs >= self.epochs:
-            raise ValueError(
-                f"finetune.freeze_epochs ({self.finetune.freeze_epochs}) must be smaller than "
-                f"epochs ({self.epochs}): phase 2 needs at least one epoch."
+        # Like the warmup: `--set train.epochs=N` must work on a fine-tuning config too.
+        ft = self.finetune
+        if ft is None:
+            return self
+        if ft.freeze_epochs >= self.epochs:
+            if self.epochs < 2:
+                log.warning(
+                    "train.epochs %d leaves no room for train.finetune's two phases; "
+                    "training every layer for that epoch instead (finetune ignored)",
+                    self.epochs,
+                )
+                self.finetune = None
+                return self
+            log.warning(
+                "train.finetune.freeze_epochs %d does not fit in train.epochs %d; "
+                "freezing for %d epochs instead",
+                ft.freeze_epochs,
+                self.epochs,
+                self.epochs - 1,
             )
+            ft = ft.model_copy(update={"freeze_epochs": self.epochs - 1})
+        phase2 = self.epochs - ft.freeze_epochs
+        if ft.warmup_epochs and ft.warmup_epochs >= phase2:
+            log.warning(
+                "train.finetune.warmup_epochs %s does not fit in phase 2's %d epochs; "
+                "warming up for %s epochs instead",
+                ft.warmup_epochs,
+                phase2,
+                phase2 / 2,
+            )
+            ft = ft.model_copy(update={"warmup_epochs": phase2 / 2})
+        if ft is not self.finetune:
+            self.finetune = ft
         return self
 
 

@@ -332,3 +332,16 @@ def test_a_read_only_store_is_one_line_naming_it(tmp_path):
     finally:
         subprocess.run(["umount", "-l", str(store)], capture_output=True)
         tracker.end("KILLED")  # writable again; leaves no active run for the next test
+
+
+def test_finetune_phases_shrink_to_fit_a_short_run(caplog):
+    path = Path(kerasflow.__file__).parent / "configs" / "digits_finetune.yaml"
+    full = kerasflow.load_config(path)
+    assert full.train.finetune.freeze_epochs == 5 and full.train.finetune.warmup_epochs == 1
+    three = kerasflow.load_config(path, ["train.epochs=3"])
+    assert three.train.finetune.freeze_epochs == 2  # phase 2 keeps one epoch
+    assert three.train.finetune.warmup_epochs == 0.5  # and its warmup fits inside it
+    assert "freezing for 2 epochs instead" in caplog.text
+    one = kerasflow.load_config(path, ["train.epochs=1"])
+    assert one.train.finetune is None  # no room for two phases: one ordinary epoch
+    assert "finetune ignored" in caplog.text
