@@ -290,6 +290,9 @@ def start_tracker(
         run = client.get_run(run_id)
         if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
             client.update_run(run_id, status="RUNNING")
+        # MLflow refuses to resume a run of another experiment than the process's active
+        # one (set by any earlier mlflow.set_experiment in this process): make it the run's.
+        mlflow.set_experiment(experiment_id=run.info.experiment_id)
         mlflow.start_run(run_id=run_id, nested=nested)
         tracker = RunTracker(uri, run_id, exp_id)
         tracker.resumed = True

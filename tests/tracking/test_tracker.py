@@ -74,3 +74,23 @@ def test_params_logged_once_and_resumed_run_reopens(tmp_path):
     assert MlflowClient(uri).get_run(run_id).info.status == "RUNNING"
     again.end()
     assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_run_resumes_whatever_experiment_the_process_set_before(tmp_path):
+    # MLflow's start_run(run_id=...) refuses a run of another experiment than the one an
+    # earlier mlflow.set_experiment made active in this process (seen in a long test session).
+    import mlflow
+
+    from kerasflow.tracking import start_tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = start_tracker("resume-here", uri=uri)
+    first.end("KILLED")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("some-other-experiment")
+    again = start_tracker("resume-here", uri=uri, run_id=first.run_id)
+    try:
+        assert again.run_id == first.run_id and again.resumed
+        assert mlflow.active_run().info.run_id == first.run_id
+    finally:
+        again.end("FINISHED")

@@ -130,7 +130,8 @@ def test_apply_values_sets_paths_and_resets_params_on_model_change():
     base = build_config({"model": {"params": {"width": 32, "bn_momentum": 0.9}}}).to_dict()
     specs = parse_space(SPACE)
     data = apply_values(base, specs, {"model.name": "mobilenet_v2", "model.params.alpha": 0.5})
-    assert data["model"] == {"name": "mobilenet_v2", "params": {"alpha": 0.5}}
+    # a new model resets its params; model.pretrained (not a builder param) stays as it was
+    assert data["model"] == {"name": "mobilenet_v2", "params": {"alpha": 0.5}, "pretrained": None}
     assert "tune" not in data
     data = apply_values(
         base,
