@@ -65,8 +65,14 @@ def hold(work: Path) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _holder(fd)
+            deadline = time.monotonic() + 2.0
+            while not holder and time.monotonic() < deadline:
+                # the holder writes its details just after it takes the lock
+                time.sleep(0.05)
+                holder = _holder(fd)
             raise BusyError(
-                f"The run folder {work} is in use by {describe(_holder(fd))}: a run of this "
+                f"The run folder {work} is in use by {describe(holder)}: a run of this "
                 "config is training now. Wait for it to end, or stop that process (it resumes "
                 "when run again); to train a second copy at the same time, give it another "
                 "experiment.work_dir."
