@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,10 +26,31 @@ def _runs(client, experiment):
     return client.search_runs([exp.experiment_id]) if exp else []
 
 
-def _kill_during_trial(path: str, cwd: Path, client, experiment: str, trial_id: str) -> str:
+def _running_trial_run(db: Path, experiment: str, trial_id: str) -> str | None:
+    """The RUNNING run of ``trial_id``, read straight from the SQLite store (about a millisecond).
+
+    MLflow's ``search_runs`` takes hundreds of milliseconds on a busy machine, long enough to miss
+    a short trial entirely (CI saw trial 3 start and finish between two polls).
+    """
+    if not db.exists():
+        return None
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        row = conn.execute(
+            "SELECT r.run_uuid FROM runs r"
+            " JOIN experiments e ON e.experiment_id = r.experiment_id"
+            " JOIN tags t ON t.run_uuid = r.run_uuid"
+            " WHERE e.name = ? AND r.status = 'RUNNING'"
+            " AND t.key = 'kerasflow.trial_id' AND t.value = ?",
+            (experiment, trial_id),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def _kill_during_trial(path: str, cwd: Path, experiment: str, trial_id: str) -> str:
     """Start ``kerasflow tune`` in a subprocess, SIGKILL it while ``trial_id`` runs; that trial's run."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     log_path = cwd / f"tune-killed-in-trial-{trial_id}.log"
+    db = cwd / "mlruns" / "mlflow.db"
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
             [KERASFLOW, "tune", path],
@@ -42,18 +64,12 @@ def _kill_during_trial(path: str, cwd: Path, client, experiment: str, trial_id: 
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                running = [
-                    r
-                    for r in _runs(client, experiment)
-                    if r.data.tags.get("kerasflow.trial_id") == trial_id
-                    and r.info.status == "RUNNING"
-                ]
-            except Exception:  # noqa: BLE001 - the store may be mid-creation
-                running = []
-            if running:
-                victim = running[0].info.run_id
+                victim = _running_trial_run(db, experiment, trial_id)
+            except sqlite3.Error:  # the store may be mid-creation or mid-migration
+                victim = None
+            if victim is not None:
                 break
-            time.sleep(0.05)
+            time.sleep(0.01)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -79,7 +95,7 @@ def test_resume_after_sigkill_in_the_middle_of_a_trial(tmp_path):
     )
     path = write_config(tmp_path / "resume.yaml", data)
     client = MlflowClient(uri)
-    victim = _kill_during_trial(path, tmp_path, client, "resume", "1")
+    victim = _kill_during_trial(path, tmp_path, "resume", "1")
 
     before = {r.info.run_id: r for r in _runs(client, "resume")}
     (parent_before,) = [r for r in before.values() if r.data.tags["kerasflow.role"] == "search"]
@@ -154,7 +170,7 @@ def test_grid_search_resumes_after_sigkill_in_trial_1_then_2_then_3(tmp_path):
     """
     path = _grid_config(tmp_path)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    victims = [_kill_during_trial(path, tmp_path, client, "grid", t) for t in "123"]
+    victims = [_kill_during_trial(path, tmp_path, "grid", t) for t in "123"]
     assert _trial_statuses(client) == {
         "0": ["FINISHED"],
         "1": ["FINISHED", "KILLED"],
@@ -191,7 +207,7 @@ def test_grid_search_resumes_after_sigkill_in_trial_1_then_2_then_3(tmp_path):
 def test_grid_search_resumes_every_point_after_sigkill(tmp_path, killed):
     path = _grid_config(tmp_path)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    victim = _kill_during_trial(path, tmp_path, client, "grid", killed)
+    victim = _kill_during_trial(path, tmp_path, "grid", killed)
     (parent,) = [r for r in _runs(client, "grid") if r.data.tags["kerasflow.role"] == "search"]
     client.set_tag(parent.info.run_id, "kerasflow.error", "KeyError: '2'")  # an earlier failure
 
