@@ -8,11 +8,8 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import click
@@ -23,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from kerasflow.cli import cli
 from kerasflow.config import build_config, json_schema
+from tests.net import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -160,24 +158,6 @@ def test_mkdocs_build_strict(site):
     assert "load_config" in (site / "api" / "index.html").read_text()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, proc, seconds: float = 240) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer in {seconds} s")
-
-
 @pytest.mark.slow
 def test_browser_finds_the_docs_and_the_runs_dataset_and_system_metrics(
     site, digits_result, tracking_uri
@@ -192,7 +172,7 @@ def test_browser_finds_the_docs_and_the_runs_dataset_and_system_metrics(
     train_input = next(
         di.dataset for di in run.inputs.dataset_inputs if di.dataset.name == "digits:train"
     )
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "kerasflow", "ui", "--port", str(port), "--uri", tracking_uri],
         stdout=subprocess.PIPE,
@@ -209,7 +189,7 @@ def test_browser_finds_the_docs_and_the_runs_dataset_and_system_metrics(
             page.locator("article h2", has_text="Datasets and system metrics").wait_for()
 
             base = f"http://127.0.0.1:{port}"
-            _wait_for(f"{base}/health", proc)
+            wait_http(f"{base}/health", proc)
             run_page = f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
             page.goto(run_page)
             page.get_by_text("digits:train").first.wait_for(timeout=120_000)

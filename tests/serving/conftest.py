@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import overrides_for
+from tests.net import free_port
 
 REGISTERED = "serving-digits"
 
@@ -77,12 +77,6 @@ def write_digit_files(result, root: Path, jpeg: bool = True) -> tuple[Path, list
     for label in range(10):  # every class folder exists, so folder names map to class ids
         (root / str(label)).mkdir(exist_ok=True)
     return root, paths
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:

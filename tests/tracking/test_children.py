@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import psutil
 import pytest
 
 from kerasflow.tracking.children import run_child
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.net import free_port, wait_http
 
 
 def _listeners(port: int) -> list[int]:
@@ -31,22 +24,10 @@ def _listeners(port: int) -> list[int]:
     ]
 
 
-def _wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"exited {proc.returncode} before answering"
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} never answered")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["ui", "server"])
 def test_sigterm_stops_mlflow_children_and_frees_the_port(tmp_path, command):
-    port = _free_port()
+    port = free_port()
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     store_flag = "--uri" if command == "ui" else "--backend-store-uri"
     proc = subprocess.Popen(
@@ -56,7 +37,7 @@ def test_sigterm_stops_mlflow_children_and_frees_the_port(tmp_path, command):
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for_http(f"http://127.0.0.1:{port}/health", proc)
+        wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=600)
         children = psutil.Process(proc.pid).children(recursive=True)
         assert children, "MLflow runs in child processes"
         assert set(_listeners(port)) <= {c.pid for c in children}

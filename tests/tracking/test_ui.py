@@ -1,24 +1,17 @@
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.net import free_port, wait_http
 
 
 @pytest.mark.slow
 def test_kerasflow_ui_serves_this_store_on_loopback(digits_result, tracking_uri):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "kerasflow", "ui", "--port", str(port), "--uri", tracking_uri],
         stdout=subprocess.PIPE,
@@ -26,17 +19,10 @@ def test_kerasflow_ui_serves_this_store_on_loopback(digits_result, tracking_uri)
         start_new_session=True,
     )
     try:
-        deadline = time.time() + 240
-        body = None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=digits"
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    body = resp.read().decode()
-                break
-            except OSError:
-                time.sleep(0.5)
-        assert body is not None, proc.stdout.read().decode()[-2000:] if proc.poll() else "no answer"
+        url = (
+            f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=digits"
+        )
+        body = wait_http(url, proc).decode()
         assert '"name": "digits"' in body or '"name":"digits"' in body
         # Bound to loopback only (ss is part of iproute2 on these machines).
         assert shutil.which("ss"), "ss (iproute2) is needed to check the bound address"

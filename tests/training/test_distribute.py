@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from kerasflow.pipelines.sharding import shard_plan, sharded_dataset
 from kerasflow.training import distribute
 from kerasflow.training.custom_loop import BACKUP_DIR
 from kerasflow.training.fit import work_dir_for
+from tests.net import free_ports
 
 # The small multi-worker job of the slow tests: 8x8 digits, a narrow CNN.
 SMALL = [
@@ -136,17 +136,6 @@ def test_shards_are_disjoint_and_cover_the_split():
 
 
 # ---------------------------------------------------------------- slow: real processes
-def _free_ports(count):
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _env():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
@@ -295,7 +284,7 @@ def test_multi_worker_job_survives_a_killed_worker(tmp_path, job, monkeypatch):
     uri, sets = _store_sets(tmp_path, "mwkill", epochs=epochs)
     cfg = kerasflow.load_config(None, [*sets, "train.strategy=multi_worker"])
     backup = work_dir_for(cfg) / BACKUP_DIR
-    workers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
     j = job(sets)
     j.start("first", workers)
     chief_proc, worker_proc = j.procs

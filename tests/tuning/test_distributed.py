@@ -5,11 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from kerasflow.errors import ConfigError
 from kerasflow.tracking.store import server_command, subprocess_env
 from kerasflow.tuning.distributed import Role, keras_tuner_env, resolve_role
+from tests.net import free_ports, wait_http
 from tests.tuning.helpers import tiny_config, write_config
 
 KERASFLOW = str(Path(sys.executable).parent / "kerasflow")
@@ -81,27 +79,9 @@ def test_only_two_modules_use_keras_tuner_private_api():
     assert users == {"distributed.py", "oracles.py"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
-
-
 @pytest.mark.slow
 def test_chief_and_two_workers_share_one_search(tmp_path):
-    mlflow_port, oracle_port = _free_port(), _free_port()
+    mlflow_port, oracle_port = free_ports(2)
     backend = f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}"
     (tmp_path / "server").mkdir()
     MlflowClient(backend).search_experiments()  # create the tables here: the server starts faster
@@ -156,7 +136,7 @@ def test_chief_and_two_workers_share_one_search(tmp_path):
             )
         # The processes import TensorFlow while the server starts; MLflow's client retries
         # until the server answers.
-        _wait_http(f"{uri}/health", 180)
+        wait_http(f"{uri}/health", timeout=180)
         for proc in procs:
             proc.wait(timeout=420)
         for f in logs.values():
