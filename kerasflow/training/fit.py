@@ -711,24 +711,39 @@ def _train(
             model.optimizer.build(model.trainable_variables)  # the file holds its state too
         model.load_weights(str(trained))
         history = _logged_history(tracker)
-        return finish_run(
-            cfg,
-            model,
-            data,
-            tracker,
-            out,
-            history=history,
-            work=work,
-            initial_epoch=state.data.get("initial_epoch", 0),
-            state=state,
-        )
+        initial_epoch = state.data.get("initial_epoch", 0)
+    else:
+        trained_model = _fit(cfg, model, prepared, data, tracker, state, work, steps, dist, trained)
+        if isinstance(trained_model, TrainResult):  # a multi-worker worker: it only trains
+            return trained_model
+        model, history, initial_epoch = trained_model
+        plots.training_curves_png(history, out / "training_curves.png")
+    return finish_run(
+        cfg,
+        model,
+        data,
+        tracker,
+        out,
+        history=history,
+        work=work,
+        initial_epoch=initial_epoch,
+        state=state,
+    )
+
+
+def _fit(cfg: RunConfig, model, prepared, data, tracker, state, work: Path, steps, dist, trained):
+    """Fit (resuming from the backup), keep the best epoch, save ``trained`` and mark ``fit_done``.
+
+    Returns ``(model, history, initial_epoch)``, or a multi-worker worker's
+    :class:`TrainResult` (workers only train; the chief evaluates, logs and registers).
+    """
     callbacks, best_path, ck_monitor, initial_epoch = build_callbacks(
         cfg, tracker, state, work, data
     )
     if dist.custom_loop:  # multi-worker: Keras' fit fails there (see training/custom_loop.py)
         loop = custom_loop.fit(model, data, cfg, dist, callbacks, work, steps)
         fit_history, initial_epoch, model = loop, loop.initial_epoch, loop.model
-        if not dist.is_chief:  # workers only train; the chief evaluates, logs and registers
+        if not dist.is_chief:
             backup.discard(work / "backup")
             return TrainResult(model, {}, {}, {}, None, None, None, work, cfg, initial_epoch)
     elif cfg.train.finetune is not None:
@@ -758,19 +773,7 @@ def _train(
     os.replace(tmp, trained)
     state.update(fit_done=True, initial_epoch=initial_epoch)
     backup.discard(work / "backup")
-    history = _history(tracker, fit_history, initial_epoch)
-    plots.training_curves_png(history, out / "training_curves.png")
-    return finish_run(
-        cfg,
-        model,
-        data,
-        tracker,
-        out,
-        history=history,
-        work=work,
-        initial_epoch=initial_epoch,
-        state=state,
-    )
+    return model, _history(tracker, fit_history, initial_epoch), initial_epoch
 
 
 def _logged_history(tracker: RunTracker) -> dict[str, dict[int, float]]:
