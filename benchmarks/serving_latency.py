@@ -37,9 +37,7 @@ import io
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,14 +45,11 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.net import ServerProcess, free_port  # noqa: E402
 
 
 def child_env() -> dict[str, str]:
@@ -65,39 +60,8 @@ def child_env() -> dict[str, str]:
     return env
 
 
-class Server:
-    def __init__(self, cmd: list[str], port: int, log: Path):
-        self.port = port
-        self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.log_path = log
-        self.proc = subprocess.Popen(
-            cmd, env=child_env(), stdout=self.log, stderr=subprocess.STDOUT
-        )
-
-    def wait(self, timeout: float = 240.0) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/ping")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+def Server(cmd: list[str], port: int, log: Path) -> ServerProcess:  # noqa: N802 - a constructor
+    return ServerProcess(cmd, port, log, child_env())
 
 
 class Client:

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 
 def free_ports(count: int) -> list[int]:
@@ -45,3 +46,48 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 2
             pass
         time.sleep(0.5)
     raise AssertionError(f"{url} did not answer within {timeout:g} s")
+
+
+class ServerProcess:
+    """A server child process on ``port`` (its output in ``log_path``), stopped with SIGTERM.
+
+    Shared by the serving tests and ``benchmarks/serving_latency.py``.
+    """
+
+    def __init__(self, cmd: list[str], port: int, log_path: Path, env: dict | None = None):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float = 240.0, path: str = "/ping") -> None:
+        """Return once ``path`` answers 200; fail with the log's tail if the process exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {self.proc.returncode}:\n"
+                    f"{self.log_path.read_text(errors='replace')[-3000:]}"
+                )
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=1.0) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(
+            f"server did not answer {path}:\n{self.log_path.read_text(errors='replace')[-3000:]}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 20 s; closes the log."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import overrides_for
-from tests.net import free_port
+from tests.net import ServerProcess, free_port
 
 REGISTERED = "serving-digits"
 
@@ -98,45 +96,13 @@ def post(url: str, body: bytes, timeout: float = 60.0) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-class Server:
+class Server(ServerProcess):
     """A ``kerasflow serve`` child process on a free loopback port."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kerasflow", "serve", *args, "--port", str(self.port)],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.log_path = log_path
-
-    def wait(self, timeout: float = 180.0) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}"
-                )
-            try:
-                if get(self.url + "/ping", timeout=1.0)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"server did not answer /ping:\n{self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        port = free_port()
+        cmd = [sys.executable, "-m", "kerasflow", "serve", *args, "--port", str(port)]
+        super().__init__(cmd, port, log_path, env)
 
 
 def server_env(tracking_uri: str) -> dict[str, str]:
