@@ -63,26 +63,32 @@ DETECTION_DECODE = {"max_detections": 100, "score_threshold": 0.05, "iou_thresho
 
 def box_iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one ``[ymin, xmin, ymax, xmax]`` box with each of ``boxes`` ``[n, 4]``."""
-    top = np.maximum(box[0], boxes[:, 0])
-    left = np.maximum(box[1], boxes[:, 1])
-    bottom = np.minimum(box[2], boxes[:, 2])
-    right = np.minimum(box[3], boxes[:, 3])
+    return pairwise_iou(np.asarray(box).reshape(1, 4), boxes)[0]
+
+
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix ``[len(a), len(b)]`` of ``[ymin, xmin, ymax, xmax]`` boxes."""
+    a = np.asarray(a).reshape(-1, 4)
+    b = np.asarray(b).reshape(-1, 4)
+    top = np.maximum(a[:, None, 0], b[None, :, 0])
+    left = np.maximum(a[:, None, 1], b[None, :, 1])
+    bottom = np.minimum(a[:, None, 2], b[None, :, 2])
+    right = np.minimum(a[:, None, 3], b[None, :, 3])
     inter = np.clip(bottom - top, 0, None) * np.clip(right - left, 0, None)
-    area = max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
-    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(
-        boxes[:, 3] - boxes[:, 1], 0, None
-    )
-    union = area + areas - inter
+    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
+    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def select_detections(boxes, scores, classes, decode: dict | None = None):
     """Class-wise NMS of one image's heatmap peaks, as ``tf.image.combined_non_max_suppression``.
 
-    Per class: the peaks scoring above ``score_threshold``, best first, each
-    dropping the later ones of its class that overlap it by more than
-    ``iou_threshold`` (at most ``max_detections`` per class); then the
-    survivors of every class, best first, cut to ``max_detections``.
+    The peaks scoring above ``score_threshold``, best first, each kept unless an
+    earlier kept peak of its class overlaps it by more than ``iou_threshold``,
+    until ``max_detections`` are kept. (Per class this is greedy NMS; taking the
+    classes together in score order and stopping at ``max_detections`` gives the
+    best ``max_detections`` of their union, as the combined op does.)
 
     Args:
         boxes: ``[P, 4]`` peaks' boxes; scores ``[P]``; classes ``[P]`` (the artefact's outputs).
@@ -97,21 +103,21 @@ def select_detections(boxes, scores, classes, decode: dict | None = None):
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     scores = np.asarray(scores, np.float32).reshape(-1)
     classes = np.asarray(classes).reshape(-1).astype(np.int64)
+    order = np.flatnonzero(scores > decode["score_threshold"])
+    order = order[np.argsort(-scores[order], kind="stable")]
+    same = classes[order][:, None] == classes[order][None, :]
+    overlap = same & (pairwise_iou(boxes[order], boxes[order]) > decode["iou_threshold"])
+    suppressed = np.zeros(len(order), bool)
     kept: list[int] = []
-    for c in np.unique(classes[scores > decode["score_threshold"]]):
-        idx = np.flatnonzero((classes == c) & (scores > decode["score_threshold"]))
-        idx = idx[np.argsort(-scores[idx], kind="stable")]
-        chosen: list[int] = []
-        for i in idx:
-            if len(chosen) >= limit:
-                break
-            if chosen and box_iou_one(boxes[i], boxes[chosen]).max() > decode["iou_threshold"]:
-                continue
-            chosen.append(int(i))
-        kept.extend(chosen)
-    order = np.asarray(kept, np.int64)
-    order = order[np.argsort(-scores[order], kind="stable")][:limit]
-    return boxes[order], scores[order], classes[order]
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        kept.append(i)
+        if len(kept) >= limit:
+            break
+        suppressed |= overlap[i]
+    chosen = order[np.asarray(kept, np.int64)]
+    return boxes[chosen], scores[chosen], classes[chosen]
 
 
 def padded_detections(outputs, contract: dict) -> dict[str, np.ndarray]:

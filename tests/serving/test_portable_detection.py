@@ -135,30 +135,34 @@ def test_artefact_detections_match_the_keras_decode(exported, detector):
             np.testing.assert_allclose(got["boxes"][i, :n], want["boxes"][i, :n], atol=1e-5)
 
 
-def test_nms_in_numpy_matches_combined_non_max_suppression():
+@pytest.mark.parametrize(
+    ("seed", "limit", "iou", "threshold"),
+    [(3, 20, 0.3, 0.2), (4, 100, 0.5, 0.05), (5, 5, 0.6, 0.1)],
+)
+def test_nms_in_numpy_matches_combined_non_max_suppression(seed, limit, iou, threshold):
     import tensorflow as tf
 
     from kerasflow.tasks.predictions import select_detections
 
-    rng = np.random.default_rng(3)
-    corner = rng.uniform(0, 0.7, (60, 2))
-    boxes = np.concatenate([corner, corner + rng.uniform(0.05, 0.3, (60, 2))], -1)
+    rng = np.random.default_rng(seed)
+    corner = rng.uniform(0, 0.7, (100, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(0.05, 0.3, (100, 2))], -1)
     boxes = boxes.astype(np.float32)
-    scores = rng.uniform(0, 1, 60).astype(np.float32)
-    classes = rng.integers(0, 3, 60)
-    decode = {"max_detections": 20, "score_threshold": 0.2, "iou_threshold": 0.3}
+    scores = rng.uniform(0, 1, 100).astype(np.float32)
+    classes = rng.integers(0, 3, 100)
+    decode = {"max_detections": limit, "score_threshold": threshold, "iou_threshold": iou}
     nms = tf.image.combined_non_max_suppression(
         boxes[None, :, None, :],
         (np.eye(3, dtype=np.float32)[classes] * scores[:, None])[None],
-        20,
-        20,
-        iou_threshold=0.3,
-        score_threshold=0.2,
+        limit,
+        limit,
+        iou_threshold=iou,
+        score_threshold=threshold,
         clip_boxes=False,
     )
     n = int(nms.valid_detections[0])
     got_boxes, got_scores, got_classes = select_detections(boxes, scores, classes, decode)
-    assert 5 < n == len(got_scores)
+    assert min(5, limit) <= n == len(got_scores)
     np.testing.assert_allclose(got_scores, nms.nmsed_scores[0, :n])
     np.testing.assert_array_equal(got_classes, np.asarray(nms.nmsed_classes[0, :n]).astype(int))
     np.testing.assert_allclose(got_boxes, nms.nmsed_boxes[0, :n])
