@@ -285,11 +285,15 @@ class DetectionTask(Task):
 
     def verification_agreement(self, answers: dict, reference: dict, contract: dict) -> dict:
         """``top1_agreement``: the share of images whose best detection agrees with Keras'
-        (both none, or the same class at IoU >= 0.5); ``max_prob_diff``: the largest
-        heatmap probability difference."""
+        (the same class at IoU >= 0.5, or neither finds a box); ``max_prob_diff``: the
+        largest heatmap probability difference.
+
+        Detections tied at the artefact's best score all count as its best: a quantised
+        heatmap gives every confident peak the same top value, and their order is arbitrary.
+        """
         import numpy as np
 
-        from kerasflow.tasks.predictions import box_iou_one
+        from kerasflow.tasks.predictions import pairwise_iou
 
         same = []
         # IoU of fractions: the same as of pixels (a per-axis scale cancels out).
@@ -297,9 +301,10 @@ class DetectionTask(Task):
             if len(mine[1]) == 0 or len(keras_[1]) == 0:
                 same.append(len(mine[1]) == len(keras_[1]))
                 continue
-            a, b = int(np.argmax(mine[1])), int(np.argmax(keras_[1]))
-            iou = box_iou_one(keras_[0][b], mine[0][a : a + 1])[0]
-            same.append(bool(mine[2][a] == keras_[2][b] and iou >= 0.5))
+            best = int(np.argmax(keras_[1]))
+            tied = mine[1] >= mine[1].max()
+            iou = pairwise_iou(keras_[0][best : best + 1], mine[0][tied])[0]
+            same.append(bool(np.any((mine[2][tied] == keras_[2][best]) & (iou >= 0.5))))
         diff = np.abs(answers["probabilities"] - reference["probabilities"]).max()
         return {"top1_agreement": float(np.mean(same)), "max_prob_diff": float(diff)}
 
