@@ -107,6 +107,13 @@ def test_litert_and_onnx_map_within_001_of_keras(exported):
     assert contract["verification"]["artefact"]["metric"] == "map50"
     saved = json.loads((folder / "verification.json").read_text())
     assert [r["file"] for r in saved] == ["", "model.tflite", "model_int8.tflite", "model.onnx"]
+    # --max-metric-drop judges mAP@0.5: 0.01 passes the float32 artefacts, a negative limit fails.
+    from kerasflow.errors import VerificationError
+    from kerasflow.serving.verify import check_drop
+
+    check_drop([keras_row, rows[("litert", "none")], rows[("onnx", "none")]], 0.01)
+    with pytest.raises(VerificationError, match=r"model.onnx: map50 0\.\d+ vs Keras"):
+        check_drop([keras_row, rows[("onnx", "none")]], -0.5)
 
 
 def test_artefact_detections_match_the_keras_decode(exported, detector):
