@@ -47,6 +47,7 @@ from kerasflow.models.layers import (
 )
 
 HEAD_EXTRA = 4  # offset_y, offset_x, height, width
+DEFAULT_TOP_K = 100  # heatmap peaks taken before NMS
 
 
 def centernet(
@@ -164,7 +165,7 @@ class CenterNetDecode(layers.Layer):
         self,
         num_classes: int,
         max_detections: int = 100,
-        top_k: int = 100,
+        top_k: int = DEFAULT_TOP_K,
         score_threshold: float = 0.05,
         iou_threshold: float = 0.5,
         **kwargs,
@@ -186,29 +187,7 @@ class CenterNetDecode(layers.Layer):
         import tensorflow as tf
 
         k = self.num_classes
-        head = tf.cast(head, tf.float32)
-        heat = tf.sigmoid(head[..., :k])
-        reg = head[..., k : k + HEAD_EXTRA]
-        shape = tf.shape(head)
-        n, h, w = shape[0], shape[1], shape[2]
-        peaks = tf.nn.max_pool2d(heat, 3, 1, "SAME")
-        heat = heat * tf.cast(tf.equal(heat, peaks), tf.float32)
-        flat = tf.reshape(heat, [n, -1])
-        top_k = tf.minimum(self.top_k, tf.shape(flat)[1])
-        scores, index = tf.math.top_k(flat, k=top_k)
-        classes = index % k
-        cell = index // k
-        cy, cx = cell // w, cell % w
-        reg = tf.gather(tf.reshape(reg, [n, -1, HEAD_EXTRA]), cell, batch_dims=1)
-        hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-        center_y = (tf.cast(cy, tf.float32) + reg[..., 0]) / hf
-        center_x = (tf.cast(cx, tf.float32) + reg[..., 1]) / wf
-        half_h = tf.maximum(reg[..., 2], 0.0) / hf / 2
-        half_w = tf.maximum(reg[..., 3], 0.0) / wf / 2
-        boxes = tf.stack(
-            [center_y - half_h, center_x - half_w, center_y + half_h, center_x + half_w], -1
-        )
-        boxes = tf.clip_by_value(boxes, 0.0, 1.0)
+        _, boxes, scores, classes = decode_peaks(head, k, self.top_k)
         class_scores = tf.one_hot(classes, k) * scores[..., None]
         nms = tf.image.combined_non_max_suppression(
             boxes[:, :, None, :],
@@ -248,6 +227,60 @@ class CenterNetDecode(layers.Layer):
             iou_threshold=self.iou_threshold,
         )
         return config
+
+
+def decode_peaks(head, num_classes: int, top_k: int = DEFAULT_TOP_K):
+    """The heatmap peaks of CenterNet heads, before any score threshold or NMS.
+
+    Sigmoid of the heatmap logits, the 3x3 max-pool peak test (a cell is kept
+    where it equals the maximum of its neighbourhood), top-k over the flattened
+    ``(cell, class)`` scores, and the offsets and sizes gathered at those cells.
+    Builtin LiteRT/ONNX ops only (MAX_POOL_2D, TOPK_V2, GATHER); static shapes
+    are used where the head has them, so the outputs of a converted model are too.
+
+    Args:
+        head: the detector's ``(N, h, w, K + 4)`` output.
+        num_classes: ``K``.
+        top_k: peaks kept per image (at most ``h * w * K``).
+
+    Returns:
+        ``(heatmap, boxes, scores, classes)``: the heatmap probabilities ``(N, h, w,
+        K)``; ``boxes`` ``(N, top_k, 4)`` ``[ymin, xmin, ymax, xmax]`` fractions of the
+        input, clipped to ``[0, 1]``; ``scores`` ``(N, top_k)`` in descending order;
+        ``classes`` ``(N, top_k)`` int32.
+    """
+    import tensorflow as tf
+
+    k = int(num_classes)
+    head = tf.cast(head, tf.float32)
+    heat = tf.sigmoid(head[..., :k])
+    reg = head[..., k : k + HEAD_EXTRA]
+    shape = tf.shape(head)
+    n = shape[0]
+    h = head.shape[1] if head.shape[1] is not None else shape[1]
+    w = head.shape[2] if head.shape[2] is not None else shape[2]
+    peaks = tf.nn.max_pool2d(heat, 3, 1, "SAME")
+    kept = heat * tf.cast(tf.equal(heat, peaks), tf.float32)
+    flat = tf.reshape(kept, [n, -1])
+    if isinstance(h, int) and isinstance(w, int):
+        count = min(int(top_k), h * w * k)
+    else:
+        count = tf.minimum(int(top_k), tf.shape(flat)[1])
+    scores, index = tf.math.top_k(flat, k=count)
+    classes = index % k
+    cell = index // k
+    cy, cx = cell // w, cell % w
+    reg = tf.gather(tf.reshape(reg, [n, -1, HEAD_EXTRA]), cell, batch_dims=1)
+    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+    center_y = (tf.cast(cy, tf.float32) + reg[..., 0]) / hf
+    center_x = (tf.cast(cx, tf.float32) + reg[..., 1]) / wf
+    half_h = tf.maximum(reg[..., 2], 0.0) / hf / 2
+    half_w = tf.maximum(reg[..., 3], 0.0) / wf / 2
+    boxes = tf.stack(
+        [center_y - half_h, center_x - half_w, center_y + half_h, center_x + half_w], -1
+    )
+    boxes = tf.clip_by_value(boxes, 0.0, 1.0)
+    return heat, boxes, scores, tf.cast(classes, tf.int32)
 
 
 def num_classes_of(model: keras.Model) -> int:

@@ -56,8 +56,10 @@ class ArtefactPredictor(Predictor):
     def _call(self, fn, **inputs):
         return fn(**inputs)
 
-    def _run_images(self, images: np.ndarray):
-        return self._run(np.stack([pixels.prepare_image(img, self._data) for img in images]))
+    def _run_images(self, images):
+        outputs = self._run(np.stack([pixels.prepare_image(img, self._data) for img in images]))
+        # Each image's size before preprocessing: detection maps its boxes back to it.
+        return {**outputs, "image_hw": np.array([np.shape(img)[:2] for img in images], np.int64)}
 
     def _run_tensor(self, inputs: np.ndarray):
         # The artefact takes uint8: the model's float input is rounded to whole pixels.

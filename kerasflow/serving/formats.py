@@ -105,7 +105,9 @@ def export_formats(
         data = task.training_data(task.prepare(cfg.data, cfg.experiment.seed), model)
     calibration = None
     if any(q == "int8" for _, q in wanted):
-        calibration, _ = verify.split_pixels(data, "train", limit=portable.CALIBRATION_IMAGES)
+        calibration, _ = verify.split_pixels(
+            data, "train", limit=portable.CALIBRATION_IMAGES, task=task
+        )
     folder = Path(portable_dir) if portable_dir is not None else Path(out) / "portable"
     isolate = len(wanted) > 1 if isolate is None else isolate
     if isolate:

@@ -7,7 +7,8 @@ preprocessing, decoding and resizing, happens before the runtime, see
 :mod:`kerasflow.serving.pixels`); ``data.normalize`` is inside the model. Its
 outputs are the task's :meth:`~kerasflow.tasks.base.Task.portable_outputs`
 (``probabilities`` and ``class_id`` for classification, ``class_map`` for
-segmentation, ``predicted`` for multi-label).
+segmentation, ``predicted`` for multi-label, the heatmap peaks ``boxes``,
+``scores``, ``classes`` for detection, whose NMS runs after the runtime).
 
 Conversion uses builtin ops only: Keras' own ``export(format="litert")`` lets
 Flex (TF Select) ops through, which ``ai_edge_litert`` cannot run; here a

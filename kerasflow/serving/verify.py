@@ -3,11 +3,14 @@
 :func:`verify_artefacts` feeds the same uint8 pixels of a split (the test
 split by default, the pipeline's deterministic preprocessing) to the Keras
 model and to every artefact, and reports per artefact: the task's headline
-metric (accuracy, mean IoU, micro F1) and its drop from Keras, the agreement
-of the arg-max (top-1 for classification, pixels for segmentation), the
-largest absolute probability difference, the file size, and the batch-1
-latency (median over interleaved calls: Keras through a ``tf.function``, then
+metric (accuracy, mean IoU, micro F1, mAP@0.5) and its drop from Keras, the agreement
+of the arg-max (top-1 for classification, pixels for segmentation, each image's
+best box for detection), the largest absolute probability (detection: heatmap)
+difference, the file size, and the batch-1 latency (median over interleaved calls: Keras through a ``tf.function``, then
 each artefact, image after image, so that load on the machine hits all alike).
+What is scored and compared is the task's (the ``verification_*`` methods of
+:class:`~kerasflow.tasks.base.Task`); a detection artefact's latency includes its
+NMS in NumPy, as the Keras one includes it in the graph.
 
 Example:
     >>> rows = verify_artefacts(model, [written], data, contract)
@@ -26,6 +29,7 @@ from kerasflow import tasks
 from kerasflow.errors import VerificationError
 from kerasflow.progress import Stage, progress
 from kerasflow.serving.artefact_runtime import load_artefact
+from kerasflow.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -33,22 +37,18 @@ LATENCY_CALLS = 100
 BATCH = 64
 
 
-def split_pixels(data, split: str = "test", limit: int | None = None):
-    """``(pixels uint8 N x h x w x c, targets)`` of a split, without augmentation."""
-    images = []
-    for image, _ in data.dataset(split, training=False, batch=False):
-        images.append(np.asarray(image))
-        if limit is not None and len(images) >= limit:
-            break
-    if not images:
-        return np.zeros((0, *data.input_shape), np.uint8), np.zeros((0,))
-    pixels = np.clip(np.round(np.stack(images)), 0, 255).astype(np.uint8)
-    targets = data.labels(split)
-    return pixels, targets[: len(pixels)]
+def split_pixels(data, split: str = "test", limit: int | None = None, task=None):
+    """``(pixels uint8 N x h x w x c, targets)`` of a split, without augmentation.
+
+    ``task`` (default: the data's own ``labels``) says what the targets are
+    (:meth:`~kerasflow.tasks.base.Task.verification_data`: boxes for detection).
+    """
+    return (task or Task()).verification_data(data, split, limit)
 
 
-def _batched(run, pixels: np.ndarray) -> np.ndarray:
-    return np.concatenate([run(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)])
+def _batched(run, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    parts = [run(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)]
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
 
 
 def _median_latencies(calls: dict, pixels: np.ndarray, repeats: int) -> dict[str, float]:
@@ -78,24 +78,22 @@ def verify_artefacts(
         split: the split to compare on.
         latency_calls: batch-1 calls per runner for the latency medians (0: no latency).
     """
-    import tensorflow as tf
-
     task = tasks.get(contract["task"])
-    pixels, targets = split_pixels(data, split)
+    pixels, targets = split_pixels(data, split, task=task)
     if len(pixels) == 0:
         raise VerificationError(f"The {split} split is empty: nothing to verify the export on.")
-    keras_fn = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False))
-
-    def keras_probs(x):
-        return np.asarray(keras_fn(x), np.float32)
-
-    reference = _batched(keras_probs, pixels)
+    keras_answers = task.reference_outputs(model, contract)
+    reference = _batched(keras_answers, pixels)
     headline = task.headline
-    keras_score = float(task.report(targets, reference, contract)[headline])
+    keras_score = task.verification_score(targets, reference, contract)
     loaded = [load_artefact(getattr(a, "path", a)) for a in artefacts]
-    calls = {"keras": keras_probs}
+
+    def answers_of(art):
+        return lambda x: task.artefact_answers(art.run(x), contract)
+
+    calls = {"keras": keras_answers}
     for i, art in enumerate(loaded):
-        calls[f"artefact{i}"] = lambda x, art=art: art.run(x)["probabilities"]
+        calls[f"artefact{i}"] = answers_of(art)
     latency = {}
     if latency_calls:
         with Stage("measuring batch-1 latency", total=len(calls), unit="runner", min_items=1):
@@ -118,8 +116,8 @@ def verify_artefacts(
     ]
     stage = f"verifying {len(loaded)} artefact(s) on the {split} split"
     for i, art in enumerate(progress(loaded, stage, unit="artefact", min_items=1)):
-        probs = _batched(lambda x, art=art: art.run(x)["probabilities"], pixels)
-        score = float(task.report(targets, probs, contract)[headline])
+        answers = _batched(answers_of(art), pixels)
+        score = task.verification_score(targets, answers, contract)
         ms = latency.get(f"artefact{i}", float("nan"))
         rows.append(
             {
@@ -130,8 +128,7 @@ def verify_artefacts(
                 "metric": headline,
                 "value": score,
                 "metric_drop": keras_score - score,
-                "top1_agreement": float(np.mean(probs.argmax(-1) == reference.argmax(-1))),
-                "max_prob_diff": float(np.abs(probs - reference).max()),
+                **task.verification_agreement(answers, reference, contract),
                 "latency_ms": ms,
                 "latency_ratio": ms / rows[0]["latency_ms"] if latency else float("nan"),
                 "examples": len(pixels),

@@ -14,7 +14,8 @@ the task for:
 - what a trained model carries beyond its weights (its *contract*: class names,
   per-label thresholds, ...);
 - its evaluation report, figures and HTML section;
-- its serving signatures and JSON predictions.
+- its serving signatures and JSON predictions;
+- its LiteRT/ONNX outputs and how export verification scores and compares them.
 
 Adding a task is a new module here, a source reader in ``pipelines/sources``
 where its data needs one, and tests: see ``docs/architecture.md``.
@@ -367,15 +368,60 @@ class Task:
 
         ``x`` is a float32 batch of model-input pixels (0..255). The names are
         what :mod:`kerasflow.tasks.predictions` reads, and ``probabilities``
-        (what export verification compares with Keras) is always one of them.
+        (what export verification compares with Keras by default) is always one of them.
 
         Raises:
             ServingError: the task has no portable artefact.
         """
         raise ServingError(
-            f"Task {self.name!r} cannot be exported to LiteRT or ONNX yet. "
+            f"Task {self.name!r} cannot be exported to LiteRT or ONNX. "
             "Export a SavedModel (--format saved_model)."
         )
+
+    # ------------------------------------------------------------ export verification
+    def verification_data(self, data, split: str, limit: int | None = None):
+        """``(uint8 pixels N x h x w x c, targets)`` of a split, without augmentation.
+
+        The pixels are what an artefact and the Keras model are both fed; the
+        targets are what :meth:`verification_score` scores against (the split's
+        labels; the first ``len(pixels)`` of them when ``limit`` cuts the split).
+        """
+        images = []
+        for image, _ in data.dataset(split, training=False, batch=False):
+            images.append(np.asarray(image))
+            if limit is not None and len(images) >= limit:
+                break
+        if not images:
+            return np.zeros((0, *data.input_shape), np.uint8), np.zeros((0,))
+        pixels = np.clip(np.round(np.stack(images)), 0, 255).astype(np.uint8)
+        return pixels, data.labels(split)[: len(pixels)]
+
+    def reference_outputs(self, model, contract: dict) -> Callable:
+        """``uint8 pixels -> {name: array}``: the Keras model's answer in the terms of
+        :meth:`artefact_answers` (default: ``probabilities``, the model's output)."""
+        import tensorflow as tf
+
+        fn = tf.function(lambda x: model(tf.cast(x, tf.float32), training=False))
+        return lambda x: {"probabilities": np.asarray(fn(x), np.float32)}
+
+    def artefact_answers(self, outputs: dict, contract: dict) -> dict:
+        """An artefact's outputs (one batch) as :meth:`reference_outputs` gives Keras' answer
+        (default: as they are; detection applies its NMS here)."""
+        return outputs
+
+    def verification_score(self, targets, answers: dict, contract: dict) -> float:
+        """The :attr:`headline` score of a split's answers (Keras' or an artefact's)."""
+        return float(self.report(targets, answers["probabilities"], contract)[self.headline])
+
+    def verification_agreement(self, answers: dict, reference: dict, contract: dict) -> dict:
+        """How closely an artefact's answers follow Keras': ``top1_agreement`` (the
+        arg-max agrees: per image, per pixel for a map) and ``max_prob_diff`` (the
+        largest absolute probability difference)."""
+        probs, ref = answers["probabilities"], reference["probabilities"]
+        return {
+            "top1_agreement": float(np.mean(probs.argmax(-1) == ref.argmax(-1))),
+            "max_prob_diff": float(np.abs(probs - ref).max()),
+        }
 
 
 # ---------------------------------------------------------------- shared helpers

@@ -191,6 +191,133 @@ class DetectionTask(Task):
         return {"box_format": BOX_FORMAT, "decode": contract.get("decode", DECODE)}
 
     def json_predictions(self, outputs, contract: dict) -> list[dict]:
-        from kerasflow.tasks.detection.serving import json_predictions
+        from kerasflow.tasks.predictions import detection
 
-        return json_predictions(outputs)
+        return detection(outputs, contract)
+
+    # ------------------------------------------------------------ LiteRT / ONNX
+    def portable_outputs(self, model, contract: dict):
+        """The heatmap peaks, decoded in builtin ops; the NMS runs after the runtime.
+
+        Outputs: ``boxes`` ``[N, P, 4]`` (``[ymin, xmin, ymax, xmax]`` fractions of
+        the model input), ``scores`` ``[N, P]`` (best first), ``classes`` ``[N, P]``
+        int32 of the ``P`` top heatmap peaks (3x3 max-pool test, top-k; ``P`` is the
+        decoder's ``top_k``, 100), and ``probabilities``, the heatmap ``[N, h, w, K]``
+        (what verification compares with Keras). Class-wise NMS, the score threshold
+        and ``max_detections`` of the contract's ``decode`` are applied in NumPy by
+        :func:`kerasflow.tasks.predictions.padded_detections`: LiteRT's NMS kernels take one
+        image at a time, and a loop over the batch needs TensorList ops that are no
+        builtins.
+
+        Raises:
+            ServingError: ``model`` is already a decoding model (export the trained heads).
+        """
+        import tensorflow as tf
+
+        from kerasflow.errors import ServingError
+        from kerasflow.models.detector import DEFAULT_TOP_K, decode_peaks
+
+        if isinstance(model.outputs[0], dict) or len(model.outputs) > 1:
+            raise ServingError(
+                f"Model {model.name!r} already decodes its detections (combined NMS, no LiteRT "
+                "builtin); export the trained detector whose output is the CenterNet heads."
+            )
+        k = self.num_classes(model)
+
+        def outputs(x):
+            head = tf.cast(model(x, training=False), tf.float32)
+            heat, boxes, scores, classes = decode_peaks(head, k, DEFAULT_TOP_K)
+            return {"probabilities": heat, "boxes": boxes, "scores": scores, "classes": classes}
+
+        return outputs
+
+    def verification_data(self, data, split: str, limit: int | None = None):
+        """Pixels and the targets: ``{"truths": [(boxes [m, 4], classes [m]) per image],
+        "scale": [h, w, h, w]}``, boxes in model-input pixels (``scale`` maps fractions to them)."""
+        import numpy as np
+
+        boxes = box_data(data)
+        h, w = boxes.input_shape[:2]
+        scale = np.array([h, w, h, w], np.float32)
+        images, truths = [], []
+        for image, target in boxes.dataset(split, training=False, batch=False):
+            classes = target["classes"].numpy()
+            valid = classes >= 0
+            images.append(np.asarray(image))
+            truths.append((target["boxes"].numpy()[valid] * scale, classes[valid]))
+            if limit is not None and len(images) >= limit:
+                break
+        targets = {"truths": truths, "scale": scale}
+        if not images:
+            return np.zeros((0, *boxes.input_shape), np.uint8), targets
+        return np.clip(np.round(np.stack(images)), 0, 255).astype(np.uint8), targets
+
+    def reference_outputs(self, model, contract: dict):
+        """The Keras decoding model's detections (combined NMS in the graph) and heatmap."""
+        import numpy as np
+        import tensorflow as tf
+
+        from kerasflow.models.detector import CenterNetDecode
+
+        k = self.num_classes(model)
+        decode = CenterNetDecode(k, **contract.get("decode", DECODE))
+
+        @tf.function(reduce_retracing=True)
+        def run(x):
+            head = model(tf.cast(x, tf.float32), training=False)
+            out = decode(head)
+            return {**out, "probabilities": tf.sigmoid(tf.cast(head, tf.float32)[..., :k])}
+
+        return lambda x: {name: np.asarray(v) for name, v in run(x).items()}
+
+    def artefact_answers(self, outputs: dict, contract: dict) -> dict:
+        from kerasflow.tasks.predictions import padded_detections
+
+        return {**padded_detections(outputs, contract), "probabilities": outputs["probabilities"]}
+
+    def verification_score(self, targets, answers: dict, contract: dict) -> float:
+        """mAP@0.5 of the detections against the true boxes (model-input pixels)."""
+        from kerasflow.tasks.detection.average_precision import mean_average_precision
+
+        dets = _detections(answers, targets["scale"])
+        report = mean_average_precision(dets, targets["truths"], len(contract["class_names"]))
+        return float(report[self.headline])
+
+    def verification_agreement(self, answers: dict, reference: dict, contract: dict) -> dict:
+        """``top1_agreement``: the share of images whose best detection agrees with Keras'
+        (the same class at IoU >= 0.5, or neither finds a box); ``max_prob_diff``: the
+        largest heatmap probability difference.
+
+        Detections tied at the artefact's best score all count as its best: a quantised
+        heatmap gives every confident peak the same top value, and their order is arbitrary.
+        """
+        import numpy as np
+
+        from kerasflow.tasks.predictions import pairwise_iou
+
+        same = []
+        # IoU of fractions: the same as of pixels (a per-axis scale cancels out).
+        for mine, keras_ in zip(_detections(answers), _detections(reference), strict=True):
+            if len(mine[1]) == 0 or len(keras_[1]) == 0:
+                same.append(len(mine[1]) == len(keras_[1]))
+                continue
+            best = int(np.argmax(keras_[1]))
+            tied = mine[1] >= mine[1].max()
+            iou = pairwise_iou(keras_[0][best : best + 1], mine[0][tied])[0]
+            same.append(bool(np.any((mine[2][tied] == keras_[2][best]) & (iou >= 0.5))))
+        diff = np.abs(answers["probabilities"] - reference["probabilities"]).max()
+        return {"top1_agreement": float(np.mean(same)), "max_prob_diff": float(diff)}
+
+
+def _detections(answers: dict, scale=1.0) -> list:
+    """Padded ``boxes``/``scores``/``classes`` -> per image ``(boxes * scale, scores,
+    classes)`` of the valid rows (``scale`` ``[h, w, h, w]``: model-input pixels)."""
+    import numpy as np
+
+    out = []
+    for boxes, scores, classes in zip(
+        answers["boxes"], answers["scores"], answers["classes"], strict=True
+    ):
+        valid = np.asarray(classes) >= 0
+        out.append((np.asarray(boxes)[valid] * scale, np.asarray(scores)[valid], classes[valid]))
+    return out

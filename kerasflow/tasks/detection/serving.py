@@ -75,22 +75,11 @@ def detection_functions(model, data_config, class_names: list[str], **decode_kwa
     )
 
 
-def json_predictions(outputs, min_score: float = 0.0) -> list[dict]:
-    """Signature outputs -> one JSON-ready dict per image (unused rows dropped)."""
-    num = outputs["num_detections"].numpy()
-    boxes = outputs["boxes"].numpy()
-    scores = outputs["scores"].numpy()
-    ids = outputs["class_ids"].numpy()
-    names = outputs["class_names"].numpy()
-    result = []
-    for i, n in enumerate(num):
-        keep = [j for j in range(int(n)) if scores[i, j] >= min_score]
-        result.append(
-            {
-                "boxes": [[round(float(v), 2) for v in boxes[i, j]] for j in keep],
-                "scores": [round(float(scores[i, j]), 4) for j in keep],
-                "class_ids": [int(ids[i, j]) for j in keep],
-                "class_names": [names[i, j].decode() for j in keep],
-            }
-        )
-    return result
+def json_predictions(outputs, contract: dict | None = None) -> list[dict]:
+    """Signature outputs -> one JSON-ready dict per image (unused rows dropped).
+
+    The same answer as a LiteRT/ONNX artefact's (:func:`kerasflow.tasks.predictions.detection`).
+    """
+    from kerasflow.tasks.predictions import detection
+
+    return detection(outputs, contract or {})
