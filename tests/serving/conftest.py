@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -103,6 +105,31 @@ class Server(ServerProcess):
         port = free_port()
         cmd = [sys.executable, "-m", "kerasflow", "serve", *args, "--port", str(port)]
         super().__init__(cmd, port, log_path, env)
+
+
+# Runs `kerasflow predict --json` in a fresh interpreter, then reports what it imported.
+_PREDICT_SCRIPT = """
+import json, sys
+from kerasflow.cli import cli
+cli.main(args=["predict", "--json", *sys.argv[1:]], standalone_mode=False)
+print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}))
+"""
+
+
+def predict_without_tensorflow(artefact: Path, paths: list[str]) -> list[dict]:
+    """``kerasflow predict --json ARTEFACT PATHS...`` in a fresh interpreter: one answer per path.
+
+    Fails unless the process imported neither TensorFlow nor Keras.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", _PREDICT_SCRIPT, str(artefact), *paths],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = done.stdout.strip().splitlines()
+    assert json.loads(lines[-1]) == {"tensorflow": False, "keras": False}
+    return [json.loads(line) for line in lines[:-1]]
 
 
 def server_env(tracking_uri: str) -> dict[str, str]:

@@ -17,18 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.serving.conftest import Server, get, post, probabilities, server_env, write_digit_files
+from tests.serving.conftest import (
+    Server,
+    get,
+    post,
+    predict_without_tensorflow,
+    probabilities,
+    server_env,
+    write_digit_files,
+)
 
 pytestmark = pytest.mark.slow
 
 FORMATS = ["saved_model", "litert", "litert:int8", "onnx"]
-# Runs `kerasflow predict --json` in a fresh interpreter, then reports what it imported.
-PREDICT_SCRIPT = """
-import json, sys
-from kerasflow.cli import cli
-cli.main(args=["predict", "--json", *sys.argv[1:]], standalone_mode=False)
-print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -180,15 +181,7 @@ def test_predict_on_each_artefact_matches_the_saved_model_without_tensorflow(exp
     )
     ref_classes = [r["class_id"] for r in reference]
     for name in ("model.tflite", "model_int8.tflite", "model.onnx"):
-        done = subprocess.run(
-            [sys.executable, "-c", PREDICT_SCRIPT, str(out / "artefacts" / name), *paths],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        lines = done.stdout.strip().splitlines()
-        assert json.loads(lines[-1]) == {"tensorflow": False, "keras": False}
-        results = [json.loads(line) for line in lines[:-1]]
+        results = predict_without_tensorflow(out / "artefacts" / name, paths)
         assert [r["path"] for r in results] == paths
         classes = [r["class_id"] for r in results]
         if "int8" in name:  # quantised: the verification allows a borderline image to flip

@@ -10,26 +10,17 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.serving.conftest import Server, get, post, server_env
+from tests.serving.conftest import Server, get, post, predict_without_tensorflow, server_env
 from tests.tasks.detection.helpers import tiny_run
 
 pytestmark = pytest.mark.slow
 
 FORMATS = ["saved_model", "litert", "litert:int8", "onnx"]
-# Runs `kerasflow predict --json` in a fresh interpreter, then reports what it imported.
-PREDICT_SCRIPT = """
-import json, sys
-from kerasflow.cli import cli
-cli.main(args=["predict", "--json", *sys.argv[1:]], standalone_mode=False)
-print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -216,15 +207,7 @@ def test_predict_json_gives_the_saved_model_boxes_without_tensorflow(exported, i
         str(report.saved_model.path), paths, saved_model_digest=report.saved_model.digest
     )
     for name in ("model.tflite", "model.onnx"):
-        done = subprocess.run(
-            [sys.executable, "-c", PREDICT_SCRIPT, str(folder / name), *paths],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        lines = done.stdout.strip().splitlines()
-        assert json.loads(lines[-1]) == {"tensorflow": False, "keras": False}
-        results = [json.loads(line) for line in lines[:-1]]
+        results = predict_without_tensorflow(folder / name, paths)
         assert [r["path"] for r in results] == paths
         for got, want in zip(results, reference, strict=True):
             assert set(got) == {"path", "boxes", "scores", "class_ids", "class_names"}
