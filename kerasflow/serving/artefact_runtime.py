@@ -3,7 +3,10 @@
 An artefact is a model file (``.tflite`` or ``.onnx``) with its contract
 beside it (``<file>.json``, e.g. ``model_int8.tflite.json``: task, class names, input size and
 channels, the data section, input and output names; see
-:mod:`kerasflow.serving.portable`). :func:`load_artefact` reads both and
+:mod:`kerasflow.serving.portable`). A LiteRT file also carries the same JSON in its
+flatbuffer metadata (entry ``kerasflow_contract``): without the JSON beside it, that
+copy is used; when both exist they must be equal (:func:`read_artefact_contract`).
+:func:`load_artefact` reads both and
 returns an :class:`Artefact` whose :meth:`Artefact.run` takes uint8 pixels at
 the model's input size and returns the named outputs as NumPy arrays.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import threading
 from pathlib import Path
 
@@ -29,6 +33,7 @@ import numpy as np
 from kerasflow.errors import ServingError
 
 CONTRACT_SUFFIX = ".json"
+CONTRACT_METADATA = "kerasflow_contract"  # the LiteRT metadata entry holding the contract
 EXTENSIONS = {".tflite": "litert", ".onnx": "onnx"}
 EXTRAS = {"litert": ("ai_edge_litert", "litert"), "onnx": ("onnxruntime", "onnx")}
 
@@ -71,29 +76,95 @@ def find_model_file(path: str | os.PathLike) -> Path:
             f"{path} is not a LiteRT (.tflite) or ONNX (.onnx) file. "
             "Write one with `kerasflow export MODEL --format litert|onnx`."
         )
-    if not contract_path(path).is_file():
+    if not contract_path(path).is_file() and embedded_contract(path) is None:
+        inside = " nor in its LiteRT metadata" if path.suffix == ".tflite" else ""
         raise ServingError(
-            f"{path} has no contract beside it ({contract_path(path).name} is missing): kerasflow "
-            "needs its class names and input size. Export it with `kerasflow export`."
+            f"{path} has no contract beside it ({contract_path(path).name} is missing){inside}: "
+            "kerasflow needs its class names and input size. Export it with `kerasflow export`."
         )
     return path
 
 
-def read_artefact_contract(model_file: str | os.PathLike) -> dict:
-    """The contract JSON of an artefact, checked for what running it needs."""
-    path = contract_path(model_file)
+def embedded_contract(model_file: str | os.PathLike) -> dict | None:
+    """The contract in a LiteRT file's ``kerasflow_contract`` metadata (None: no such entry,
+    or not a ``.tflite`` file). Read with ``ai_edge_litert``'s flatbuffer schema: no TensorFlow.
+
+    Raises:
+        ServingError: the file is not a LiteRT flatbuffer, or the entry is not JSON.
+    """
+    path = Path(model_file)
+    if path.suffix != ".tflite":
+        return None
+    schema = require("ai_edge_litert.schema_py_generated", "litert")
     try:
-        contract = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ServingError(f"{path} is not a readable JSON contract ({exc}).") from None
+        buf = path.read_bytes()
+    except OSError as exc:
+        raise ServingError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    try:
+        if not schema.Model.ModelBufferHasIdentifier(buf, 0):
+            raise ValueError("no TFL3 file identifier")
+        model = schema.Model.GetRootAs(buf, 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if (entry.Name() or b"").decode("utf-8", "replace") != CONTRACT_METADATA:
+                continue
+            data = model.Buffers(entry.Buffer()).DataAsNumpy()
+            text = bytes(data).decode("utf-8") if not isinstance(data, int) else ""
+            return json.loads(text)
+    except (ValueError, IndexError, TypeError, struct.error) as exc:
+        raise ServingError(
+            f"{path} is not a LiteRT model with a readable {CONTRACT_METADATA!r} metadata entry "
+            f"({exc}). Export it again with `kerasflow export --format litert`."
+        ) from None
+    return None
+
+
+def read_artefact_contract(model_file: str | os.PathLike) -> dict:
+    """The contract of an artefact, checked for what running it needs.
+
+    The JSON beside the file; for a LiteRT file without one, the copy embedded in its
+    metadata. When both exist they must be the same.
+
+    Raises:
+        ServingError: no contract, an unreadable one, one lacking a key, or a JSON beside
+            a LiteRT file that differs from the contract embedded in it (names both).
+    """
+    path = contract_path(model_file)
+    embedded = embedded_contract(model_file)
+    if not path.is_file() and embedded is not None:
+        contract, source = embedded, f"the {CONTRACT_METADATA!r} metadata of {model_file}"
+    else:
+        try:
+            contract = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ServingError(f"{path} is not a readable JSON contract ({exc}).") from None
+        source = str(path)
+        if embedded is not None and _canonical(contract) != _canonical(embedded):
+            keys = ["(the whole contract)"]
+            if isinstance(contract, dict) and isinstance(embedded, dict):
+                keys = [
+                    k
+                    for k in sorted({*contract, *embedded})
+                    if _canonical(contract.get(k)) != _canonical(embedded.get(k))
+                ]
+            raise ServingError(
+                f"{path} and the contract embedded in {model_file} (metadata "
+                f"{CONTRACT_METADATA!r}) differ in {keys[:8]}: one of them was edited. "
+                f"Delete {path.name} to use the embedded contract, or export the model again."
+            )
     missing = [
         k
         for k in ("task", "class_names", "image_size", "channels", "format", "data", "input")
         if not isinstance(contract, dict) or k not in contract
     ]
     if missing:
-        raise ServingError(f"{path} lacks {missing}. Export the model again.")
+        raise ServingError(f"{source} lacks {missing}. Export the model again.")
     return contract
+
+
+def _canonical(value) -> str:
+    """A JSON value as comparable text (NaN equals NaN, key order does not count)."""
+    return json.dumps(value, sort_keys=True)
 
 
 def require(module: str, fmt: str):

@@ -7,7 +7,8 @@ writes them all for one model: the SavedModel in the TF Serving layout
 ``OUT`` itself for ``kerasflow export --format``), calibrates int8 on the
 run's own training pixels (no augmentation), then verifies every portable
 artefact on the test split (:mod:`kerasflow.serving.verify`), writes the
-table beside them (``verification.json``), logs it to the model's MLflow run
+table beside them (``verification.json``) and into each contract (the JSON
+beside the artefact and a LiteRT file's embedded copy), logs it to the model's MLflow run
 (``export/verification.json``, an MLflow table) and tags the registered
 version, and finally applies ``max_metric_drop``.
 
@@ -125,7 +126,7 @@ def export_formats(
     for art, row in zip(report.artefacts, rows[1:], strict=True):
         meta = json.loads(art.contract_path.read_text())
         meta["verification"] = {"split": verify_split, "keras": rows[0], "artefact": row}
-        art.contract_path.write_text(json.dumps(meta, indent=2))
+        portable.write_contract(art.path, meta)  # beside it, and in a LiteRT file's metadata
     _log(rows, tracker, registered)
     verify.check_drop(rows, max_metric_drop)
     return report

@@ -16,6 +16,12 @@ model that needs one fails with :class:`~kerasflow.errors.ServingError`
 naming the ops. Image decoding (``DecodeImage``) is never a builtin, which is
 why the artefacts take pixels.
 
+A LiteRT artefact also carries its contract inside: the flatbuffer's metadata
+entry ``kerasflow_contract`` holds the same JSON (UTF-8), so a lone ``.tflite``
+copied elsewhere still predicts with its class names
+(:func:`kerasflow.serving.artefact_runtime.read_artefact_contract`).
+:func:`write_contract` writes both, and again after verification adds its figures.
+
 Quantisation (``quantize``): ``none`` (float32), ``float16`` (LiteRT only:
 float16 weights), ``dynamic`` (int8 weights, float activations), ``int8``
 (weights and activations, calibrated on ``calibration`` pixels, e.g. a few
@@ -45,7 +51,7 @@ import numpy as np
 
 from kerasflow import tasks
 from kerasflow.errors import ServingError
-from kerasflow.serving.artefact_runtime import contract_path
+from kerasflow.serving.artefact_runtime import CONTRACT_METADATA, contract_path
 from kerasflow.version import __version__
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,8 @@ PORTABLE_FORMATS = ("litert", "onnx")
 QUANTIZE = ("none", "float16", "dynamic", "int8")
 SUFFIX = {"litert": ".tflite", "onnx": ".onnx"}
 INPUT_NAME = "pixels"
+TFLITE_IDENTIFIER = b"TFL3"
+BUFFER_ALIGNMENT = 16  # of each buffer's data in a re-packed flatbuffer (weights stay aligned)
 ONNX_OPSET = 17
 CALIBRATION_IMAGES = 300
 _FLEX_OPS = re.compile(r"TF Select ops:\s*([^\n]+)")
@@ -231,6 +239,82 @@ def _calibration(images) -> np.ndarray:
     return np.asarray(images)[:CALIBRATION_IMAGES]
 
 
+def embed_contract(flatbuffer: bytes, contract: dict) -> bytes:
+    """``flatbuffer`` (a LiteRT model) with ``contract`` as its ``kerasflow_contract`` metadata.
+
+    The JSON is UTF-8 in a buffer of its own; an entry of that name already there is
+    replaced. Operators, tensors, weights and signatures are re-packed unchanged, each
+    buffer's data aligned to 16 bytes. A model whose weights live outside the flatbuffer
+    (over 2 GB) is returned unchanged (its contract stays beside it only).
+    """
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    buffers = list(model.buffers or [])
+    if any(int(b.offset or 0) > 1 for b in buffers):
+        log.warning(
+            "the LiteRT model keeps its weights outside the flatbuffer: contract not embedded"
+        )
+        return flatbuffer
+    payload = np.frombuffer(json.dumps(contract, indent=2).encode("utf-8"), np.uint8)
+    metadata = list(model.metadata or [])
+    entry = next((m for m in metadata if _text(m.name) == CONTRACT_METADATA), None)
+    if entry is None:
+        entry = schema.MetadataT(name=CONTRACT_METADATA, buffer=len(buffers))
+        buffers.append(schema.BufferT())
+        metadata.append(entry)
+    buffers[entry.buffer].data = payload
+    model.buffers = [_Aligned(b) for b in buffers]
+    model.metadata = metadata
+    builder = flatbuffers.Builder(len(flatbuffer) + len(payload) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class _Aligned:
+    """A flatbuffer ``BufferT`` packed with its data aligned to BUFFER_ALIGNMENT bytes
+    (the generated ``Pack`` aligns uint8 data to 1 byte, leaving float weights unaligned)."""
+
+    def __init__(self, buffer):
+        self.buffer = buffer
+
+    def Pack(self, builder):  # noqa: N802 - the flatbuffers object API's name
+        from tensorflow.lite.python import schema_py_generated as schema
+
+        data = None
+        if self.buffer.data is not None:
+            raw = np.asarray(self.buffer.data, np.uint8).tobytes()
+            builder.StartVector(1, len(raw), BUFFER_ALIGNMENT)
+            builder.head -= len(raw)
+            builder.Bytes[builder.head : builder.head + len(raw)] = raw
+            data = builder.EndVector()
+        schema.BufferStart(builder)
+        if data is not None:
+            schema.BufferAddData(builder, data)
+        schema.BufferAddOffset(builder, int(self.buffer.offset or 0))
+        schema.BufferAddSize(builder, int(self.buffer.size or 0))
+        return schema.BufferEnd(builder)
+
+
+def write_contract(artefact_path: str | os.PathLike, contract: dict) -> Path:
+    """Write an artefact's contract beside it (``<file>.json``) and, for LiteRT, into the
+    flatbuffer's ``kerasflow_contract`` metadata (the file replaced atomically). Returns
+    the JSON's path."""
+    path = Path(artefact_path)
+    if path.suffix == SUFFIX["litert"]:
+        staged = path.with_name(f".{path.name}.tmp")
+        staged.write_bytes(embed_contract(path.read_bytes(), contract))
+        os.replace(staged, path)
+    meta_path = contract_path(path)
+    meta_path.write_text(json.dumps(contract, indent=2))
+    return meta_path
+
+
 def artefact_contract(data_config, contract: dict, fmt: str, quantize: str, file: str) -> dict:
     """The JSON shipped beside an artefact: what a runtime needs to feed it and read it."""
     task = tasks.get(contract["task"])
@@ -301,9 +385,11 @@ def export_portable(
             staged.write_bytes(convert_litert(model, contract, quantize, calibration))
         else:
             convert_onnx(model, contract, staged, quantize, calibration)
+        meta = artefact_contract(data_config, contract, fmt, quantize, path.name)
+        meta["outputs"] = output_names(model, contract)
+        if fmt == "litert":
+            staged.write_bytes(embed_contract(staged.read_bytes(), meta))
         os.replace(staged, path)
-    meta = artefact_contract(data_config, contract, fmt, quantize, path.name)
-    meta["outputs"] = output_names(model, contract)
     meta_path = contract_path(path)
     meta_path.write_text(json.dumps(meta, indent=2))
     log.info("exported %s %s (%s) to %s", contract["task"], fmt, quantize, path)

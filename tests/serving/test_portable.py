@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,74 @@ def test_contract_beside_each_artefact(exported):
         assert contract["verification"]["artefact"]["file"] == art.path.name
 
 
+def test_litert_artefacts_carry_the_contract_in_their_metadata(exported):
+    from ai_edge_litert import schema_py_generated as schema
+
+    from kerasflow.serving.artefact_runtime import embedded_contract
+
+    report = exported[0]
+    for art in report.artefacts:
+        beside = json.loads(art.contract_path.read_text())
+        if art.format != "litert":
+            assert embedded_contract(art.path) is None
+            continue
+        # the same JSON, verification figures included (written again after verifying)
+        assert embedded_contract(art.path) == beside
+        assert beside["verification"]["artefact"]["file"] == art.path.name
+        model = schema.Model.GetRootAs(art.path.read_bytes(), 0)
+        names = [model.Metadata(i).Name() for i in range(model.MetadataLength())]
+        assert names.count(b"kerasflow_contract") == 1 and b"min_runtime_version" in names
+
+
+def test_embedding_the_contract_leaves_the_litert_outputs_identical(digits_result):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from kerasflow.serving.export import contract_for
+    from kerasflow.serving.portable import convert_litert, embed_contract
+
+    contract = contract_for(digits_result.config, digits_result.model)
+    plain = convert_litert(digits_result.model, contract)  # no metadata of ours yet
+    meta = {**contract, "note": "x" * 100}
+    embedded = embed_contract(plain, meta)
+    text = json.dumps(meta, indent=2).encode()
+    # the cost in bytes: the JSON, its buffer and metadata entries, and the 16-byte alignment
+    # of every buffer (measured: 400 bytes for this 257-byte JSON on a 298 KB model)
+    assert len(text) < len(embedded) - len(plain) <= len(text) + 1024
+    assert embed_contract(embedded, meta) == embedded  # re-embedding replaces the entry
+    pixels = np.random.default_rng(3).integers(0, 256, (5, 16, 16, 1), np.uint8)
+    outputs = []
+    for flatbuffer in (plain, embedded):
+        interpreter = Interpreter(model_content=flatbuffer)
+        outputs.append(interpreter.get_signature_runner("serving_default")(pixels=pixels))
+    assert outputs[0].keys() == outputs[1].keys() == {"output_0", "output_1"}
+    for key in outputs[0]:
+        np.testing.assert_array_equal(outputs[0][key], outputs[1][key])
+
+
+def test_a_contract_json_that_disagrees_with_the_embedded_one_is_refused(exported, tmp_path):
+    from kerasflow.errors import ServingError
+    from kerasflow.serving.artefact_runtime import load_artefact
+
+    source = exported[2] / "artefacts" / "model.tflite"
+    model = tmp_path / "model.tflite"
+    shutil.copy(source, model)
+    contract = json.loads(Path(f"{source}.json").read_text())
+    contract["class_names"][3] = "three"  # someone edited the JSON
+    Path(f"{model}.json").write_text(json.dumps(contract))
+    with pytest.raises(ServingError, match=r"differ in \['class_names'\]") as info:
+        load_artefact(model)
+    message = str(info.value)
+    assert f"{model}.json" in message and "embedded in " + str(model) in message
+    Path(f"{model}.json").write_text(json.dumps(contract, indent=None, sort_keys=True)[:-1])
+    with pytest.raises(ServingError, match="not a readable JSON contract"):
+        load_artefact(model)
+    Path(f"{model}.json").unlink()  # the embedded contract alone: loads
+    assert load_artefact(model).contract["class_names"][3] == "3"
+    model.write_bytes(b"not a flatbuffer at all")
+    with pytest.raises(ServingError, match="is not a LiteRT model with a readable"):
+        load_artefact(model)
+
+
 def test_verification_logged_to_the_run_and_the_registered_version(exported, digits_result):
     from mlflow import MlflowClient
 
@@ -167,12 +236,18 @@ def test_missing_runtime_names_the_extra(monkeypatch):
         require("onnxruntime", "onnx")
 
 
-def test_predict_on_each_artefact_matches_the_saved_model_without_tensorflow(exported, digit_files):
+def test_predict_on_each_artefact_matches_the_saved_model_without_tensorflow(
+    exported, digit_files, tmp_path
+):
     from kerasflow.errors import ServingError
     from kerasflow.serving.predict import predict_paths
 
     report, _, out, _ = exported
     paths = [str(p) for p in digit_files]
+    # a lone .tflite (copied without its JSON) predicts from the contract embedded in it
+    lone = tmp_path / "phone" / "model_int8.tflite"
+    lone.parent.mkdir()
+    shutil.copy(out / "artefacts" / "model_int8.tflite", lone)
     # a local export the store does not record: its digest is named, as for serve
     with pytest.raises(ServingError, match="no trusted record holds its content digest"):
         predict_paths(str(report.saved_model.path), paths[:1])
@@ -180,10 +255,13 @@ def test_predict_on_each_artefact_matches_the_saved_model_without_tensorflow(exp
         str(report.saved_model.path), paths, saved_model_digest=report.saved_model.digest
     )
     ref_classes = [r["class_id"] for r in reference]
-    for name in ("model.tflite", "model_int8.tflite", "model.onnx"):
-        results = predict_without_tensorflow(out / "artefacts" / name, paths)
+    artefacts = [out / "artefacts" / n for n in ("model.tflite", "model_int8.tflite", "model.onnx")]
+    for model in [*artefacts, lone]:
+        name = model.name
+        results = predict_without_tensorflow(model, paths)
         assert [r["path"] for r in results] == paths
         classes = [r["class_id"] for r in results]
+        assert [r["class_name"] for r in results] == [str(c) for c in classes]
         if "int8" in name:  # quantised: the verification allows a borderline image to flip
             assert np.mean(np.equal(classes, ref_classes)) >= 0.98
         else:
