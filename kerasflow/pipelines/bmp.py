@@ -56,13 +56,20 @@ def decode_palette_aware(data: tf.Tensor, decode: Callable[[tf.Tensor], tf.Tenso
         return tf.cond(is_indexed_bmp(data), lambda: decode_indexed_bmp(data), lambda: decode(data))
 
     is_bmp = tf.equal(tf.strings.substr(data, 0, 2), "BM")
+    return cond_taken_branch_only(is_bmp, bmp_branch, lambda: decode(data))
+
+
+def cond_taken_branch_only(pred: tf.Tensor, true_fn, false_fn) -> tf.Tensor:
+    """``tf.cond(pred, true_fn, false_fn)`` whose ``If`` ops run only the taken branch
+    (:func:`_run_only_taken_branch`); :func:`~kerasflow.pipelines.transforms.decode_image`
+    tests for JPEG with it too."""
     if tf.executing_eagerly():
-        return tf.cond(is_bmp, bmp_branch, lambda: decode(data))
+        return tf.cond(pred, true_fn, false_fn)
     graph = tf.compat.v1.get_default_graph()
     first = len(graph.get_operations())
-    image = tf.cond(is_bmp, bmp_branch, lambda: decode(data))
+    out = tf.cond(pred, true_fn, false_fn)
     _run_only_taken_branch(graph.get_operations()[first:])
-    return image
+    return out
 
 
 def _run_only_taken_branch(ops) -> None:

@@ -352,6 +352,8 @@ class PreparedData:
                 "data": cfg.model_dump(mode="json", exclude={"augment", "batch_size", "cache"}),
                 "split": split,
                 "raw": raw,
+                # decoded pixels depend on it: a cache from the fast-IDCT decoder is not reused
+                "jpeg_dct": T.JPEG_DCT_METHOD,
                 "keys": hashlib.sha256(
                     "\n".join(self.source.keys[i] for i in self.indices[split]).encode()
                 ).hexdigest(),

@@ -35,16 +35,43 @@ GRAY_MEAN, GRAY_STD = (0.449,), (0.226,)
 
 
 # --------------------------------------------------------------------------- decode
+# libjpeg's accurate integer IDCT (JDCT_ISLOW), what Pillow decodes JPEG with: training,
+# the SavedModel's image_bytes signature and LiteRT/ONNX serving (Pillow) see the same
+# pixels. TensorFlow's default, the fast IDCT, differs from it by up to 43 grey levels
+# (a mean of 0.3 to 3.6) on quality 50..100 files; see docs/export.md.
+JPEG_DCT_METHOD = "INTEGER_ACCURATE"
+
+
+def decode_jpeg(data: tf.Tensor) -> tf.Tensor:
+    """Decode JPEG bytes to uint8 RGB with the accurate IDCT (the same pixels as Pillow)."""
+    return tf.io.decode_jpeg(data, channels=3, dct_method=JPEG_DCT_METHOD)
+
+
+def _decode_other(data: tf.Tensor, formats) -> tf.Tensor:
+    """PNG/GIF/BMP (or anything else) by ``tf.io.decode_image``, palette BMPs by bmp.py."""
+
+    def decode(d):
+        return tf.io.decode_image(d, channels=3, expand_animations=False)
+
+    # TF's own decoder ignores a BMP's palette; bmp.py decodes palette BMPs.
+    if formats is not None and "BMP" not in formats:
+        return decode(data)
+    return bmp.decode_palette_aware(data, decode)
+
+
 def decode_image(data: tf.Tensor, channels: int, formats=None) -> tf.Tensor:
     """Decode JPEG/PNG/GIF/BMP bytes to a uint8 ``(H, W, channels)`` image.
 
     The channel policy: gray, gray+alpha, RGBA, palette and CMYK images all
     become ``channels`` (1 or 3); alpha is dropped; a GIF gives its first
     frame. Usable inside a ``tf.function`` (the serving signature uses it).
+    JPEG is decoded with the accurate IDCT (:data:`JPEG_DCT_METHOD`), giving
+    Pillow's pixels; other formats go through ``tf.io.decode_image``.
 
     ``formats``: the formats the bytes can be in (e.g. ``{"JPEG"}``, from the
-    file scan), or None for any. Without ``BMP`` among them, the palette-BMP
-    check and its ``tf.cond`` are left out of the graph (about 20 us an image).
+    file scan), or None for any. Only JPEG: no format test at all; without
+    ``JPEG``, no JPEG test; without ``BMP``, the palette-BMP check and its
+    ``tf.cond`` are left out of the graph (about 20 us an image).
 
     Example:
         >>> image = decode_image(tf.io.read_file("cat.jpg"), channels=3)
@@ -52,12 +79,13 @@ def decode_image(data: tf.Tensor, channels: int, formats=None) -> tf.Tensor:
     data = tf.convert_to_tensor(data, tf.string)
     # channels=3 for every format: a CMYK JPEG, a BMP or a GIF cannot be decoded
     # straight to gray; gray is taken from RGB below.
-    # TF's own decoder ignores a BMP's palette; bmp.py decodes palette BMPs.
-    if formats is not None and "BMP" not in formats:
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    if formats is not None and set(formats) <= {"JPEG"}:
+        image = decode_jpeg(data)
+    elif formats is not None and "JPEG" not in formats:
+        image = _decode_other(data, formats)
     else:
-        image = bmp.decode_palette_aware(
-            data, lambda d: tf.io.decode_image(d, channels=3, expand_animations=False)
+        image = bmp.cond_taken_branch_only(
+            tf.io.is_jpeg(data), lambda: decode_jpeg(data), lambda: _decode_other(data, formats)
         )
     image.set_shape([None, None, 3])
     return to_channels(image, channels)
@@ -530,7 +558,7 @@ def decode_random_crop(
     def jpeg():
         shape = tf.image.extract_jpeg_shape(data)
         window = _crop_window(shape, seed, scale, ratio)
-        return tf.image.decode_and_crop_jpeg(data, window, channels=3)
+        return tf.image.decode_and_crop_jpeg(data, window, channels=3, dct_method=JPEG_DCT_METHOD)
 
     def other():
         image = decode_image(data, 3, formats)

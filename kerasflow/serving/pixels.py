@@ -11,8 +11,9 @@ bicubic and anti-aliased resizes go through Pillow, which can differ from
 TensorFlow by a grey level or so; an image already at the input size is
 never resampled.
 
-Decoding uses Pillow (PNG, JPEG, GIF first frame, BMP); JPEG pixels can
-differ from TensorFlow's decoder by a grey level.
+Decoding uses Pillow (PNG, JPEG, GIF first frame, BMP). Its JPEG pixels equal
+the pipeline's and the SavedModel's (``decode_image`` decodes JPEG with the
+accurate IDCT, as Pillow's libjpeg-turbo does).
 
 Example:
     >>> pixels = prepare_image(decode_file(open("7.png", "rb").read(), 1), data_config)
