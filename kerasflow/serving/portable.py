@@ -308,8 +308,11 @@ def write_contract(artefact_path: str | os.PathLike, contract: dict) -> Path:
     path = Path(artefact_path)
     if path.suffix == SUFFIX["litert"]:
         staged = path.with_name(f".{path.name}.tmp")
-        staged.write_bytes(embed_contract(path.read_bytes(), contract))
-        os.replace(staged, path)
+        try:
+            staged.write_bytes(embed_contract(path.read_bytes(), contract))
+            os.replace(staged, path)
+        finally:
+            staged.unlink(missing_ok=True)
     meta_path = contract_path(path)
     meta_path.write_text(json.dumps(contract, indent=2))
     return meta_path
