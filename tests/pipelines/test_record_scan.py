@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -38,7 +40,8 @@ def _good(i: int) -> tuple[bytes, np.ndarray]:
     """A real PNG (even i) or JPEG (odd i), each record's colours its own, and its pixels."""
     pixels = np.clip(gradient_image(6, 8, seed=i).astype(int) + 25 * i, 0, 255).astype(np.uint8)
     data = encode(Image.fromarray(pixels), "PNG" if i % 2 == 0 else "JPEG", quality=95)
-    return data, tf.io.decode_image(data, channels=3).numpy()  # libjpeg's JPEG pixels
+    # Pillow's pixels: the pipeline decodes JPEG with libjpeg's accurate IDCT, as Pillow does
+    return data, np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 @pytest.fixture(scope="module")
