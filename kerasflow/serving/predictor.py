@@ -286,15 +286,18 @@ class Predictor:
 
     def _call_bytes(self, images: list[bytes]):
         tf = self._tf
+        # A file that fails inside the signature's decode loop surfaces as InvalidArgumentError,
+        # or as CancelledError when the loop's other iterations are cancelled first.
+        bad_input = (tf.errors.InvalidArgumentError, tf.errors.CancelledError)
         try:
             return self._bytes(image_bytes=tf.constant(images, dtype=tf.string))
-        except tf.errors.InvalidArgumentError:
+        except bad_input:
             pass
         # Find the file that fails, to name it (only on the error path).
         for i, data in enumerate(images):
             try:
                 self._bytes(image_bytes=tf.constant([data], dtype=tf.string))
-            except tf.errors.InvalidArgumentError as exc:
+            except bad_input as exc:
                 raise RequestError(
                     f"b64[{i}] is not a decodable JPEG, PNG, BMP or GIF image "
                     f"({_first_line(exc.message)})."

@@ -77,7 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             return
-        except tf.errors.InvalidArgumentError as exc:
+        except (tf.errors.InvalidArgumentError, tf.errors.CancelledError) as exc:
+            # CancelledError: a bad file in the decode loop cancelled its other iterations first
             first = exc.message.strip().splitlines()[0] if exc.message else "invalid input"
             self._send(HTTPStatus.BAD_REQUEST, {"error": f"an image could not be decoded: {first}"})
             return
