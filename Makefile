@@ -20,7 +20,8 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mkdocs build --strict --site-dir site
-	$(BIN)/python -m pytest -q -m "not extended" --durations=25
+	@# Two workers (pytest-xdist), a whole test file each: a file's module fixtures are built once.
+	$(BIN)/python -m pytest -q -m "not extended" -n 2 --dist loadfile --durations=25
 
 # The documentation site (docs/, mkdocs.yml) on http://127.0.0.1:8000, rebuilt on save.
 docs: $(STAMP)

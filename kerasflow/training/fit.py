@@ -311,7 +311,7 @@ def train(
     if other_split:  # its state must not mix with that of a run on the config's own split
         work = work.with_name(f"{work.name}-split{prepared.seed}")
     work = dist.own_dir(work)
-    with run_lock.hold(work), signals.sigterm_as_interrupt():
+    with run_lock.hold(work), signals.stop_on_signals():
         state = RunState(work)
         if restart:
             _discard_run(cfg, work, state)
@@ -501,6 +501,7 @@ def build_callbacks(
     # so the best checkpoint (what is evaluated and registered) holds averaged weights.
     ema_swap = ema.swap_callbacks(cfg.compile)
     callbacks: list[keras.callbacks.Callback] = [
+        signals.StopCheck(),  # a Ctrl-C or SIGTERM whose first raise was lost stops here
         keras.callbacks.TerminateOnNaN(),
         *ema_swap,
         *task.epoch_callbacks(data, split),
@@ -572,6 +573,7 @@ def finish_run(
             naming the store and what was being written.
     """
     state = state if state is not None else RunState(None)
+    signals.check()  # a stop asked for during the last epoch is not registered
     try:
         return _finish(
             cfg, model, data, tracker, out, history, work, initial_epoch, register_tags, state

@@ -1,6 +1,7 @@
 """The foundation's end-to-end run: the packaged digits config trained, tracked and registered."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def test_default_config_reaches_floor_accuracy(digits_result):
     assert 0.98 <= report["macro_f1"] <= 1.0
 
 
-def test_run_is_tracked_with_params_metrics_artifacts(digits_result, tracking_uri):
+def test_run_is_tracked_with_params_metrics_artifacts(digits_result, tracking_uri, tmp_path):
     client = MlflowClient(tracking_uri)
     run = client.get_run(digits_result.run_id)
     assert run.info.status == "FINISHED"
@@ -45,11 +46,9 @@ def test_run_is_tracked_with_params_metrics_artifacts(digits_result, tracking_ur
         "training_curves.png",
     ):
         assert expected in names, names
-    logged = kerasflow.config.build_config(
-        __import__("yaml").safe_load(
-            __import__("mlflow").artifacts.load_text(f"runs:/{run.info.run_id}/config.yaml")
-        )
-    )
+    # Through this store's client: mlflow.artifacts.load_text would read the process-wide URI.
+    local = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))
+    logged = kerasflow.config.build_config(__import__("yaml").safe_load(Path(local).read_text()))
     assert logged.model.name == "simple_cnn" and logged.train.epochs == 50
 
 
@@ -181,7 +180,7 @@ def test_prepared_data_keeps_one_split_across_seeds(tmp_path):
     client = MlflowClient(uri)
     run = client.get_run(result.run_id)
     assert run.data.tags["kerasflow.split_seed"] == "4"
-    logged = __import__("mlflow").artifacts.load_text(f"runs:/{result.run_id}/splits.csv")
+    logged = Path(client.download_artifacts(result.run_id, "splits.csv", str(tmp_path))).read_text()
     rows = [tuple(line.split(",")) for line in logged.strip().splitlines()[1:]]
     assert rows == [(k, s, str(y)) for k, s, y in prepared.split_table()]
     assert result.work_dir.name.endswith("-split4")

@@ -52,7 +52,16 @@ def _start(tmp_path: Path, overrides: list[str], log: str, *flags: str) -> subpr
         args += ["--set", item]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     out = open(tmp_path / log, "w")  # noqa: SIM115 - the process owns it; closed by _wait
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        # Ctrl-C as at a terminal: a child inherits an ignored SIGINT (pytest-xdist's workers
+        # ignore it), and Python then leaves it ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     proc.log_path = tmp_path / log
     proc.log_file = out
     return proc

@@ -1,7 +1,6 @@
 """Config mistakes stop before any run, Ctrl-C marks it KILLED; seeds make runs repeatable."""
 
 import _thread
-import signal
 import threading
 import time
 
@@ -11,6 +10,7 @@ from mlflow.tracking import MlflowClient
 import kerasflow
 from kerasflow.errors import ConfigError, ModelError
 from kerasflow.training.fit import work_dir_for
+from tests.training.test_signals import python_sigint_handler
 
 TINY = [
     "data.image_size=[8,8]",
@@ -58,31 +58,22 @@ def test_a_bad_model_param_stops_before_any_run(tmp_path):
 def test_ctrl_c_marks_run_killed(tmp_path):
     cfg, client = _cfg(tmp_path, "ctrlc", "train.epochs=400", "train.early_stopping.enabled=false")
     meta = work_dir_for(cfg) / "backup" / "training_metadata.json"
-    # interrupt_main() does nothing unless Python's own SIGINT handler is installed.
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    stopped = threading.Event()
-    presses = []
 
     def press_ctrl_c_after_first_epoch():
         deadline = time.time() + 300
         while not meta.exists() and time.time() < deadline:
             time.sleep(0.05)
-        # Pressed again if a press is lost: once, under a load of three suites on two cores,
-        # one press never surfaced in the main thread and the 400 epochs ran to the end.
-        while not stopped.is_set() and len(presses) < 5:
-            presses.append(time.time())
-            _thread.interrupt_main()  # what Ctrl-C does
-            stopped.wait(15)
+        # Once. Under load a press was lost (raised in a garbage-collection callback) and the
+        # 400 epochs ran to the end; training/signals.py now raises it after the next batch.
+        _thread.interrupt_main()  # what Ctrl-C does
 
-    threading.Thread(target=press_ctrl_c_after_first_epoch, daemon=True).start()
-    try:
+    with python_sigint_handler():
+        threading.Thread(target=press_ctrl_c_after_first_epoch, daemon=True).start()
         with pytest.raises(KeyboardInterrupt):
             kerasflow.train(cfg)
-    finally:
-        stopped.set()
     run = _only_run(client, "ctrlc")
-    assert run.info.status == "KILLED", presses
-    assert len(client.get_metric_history(run.info.run_id, "loss")) >= 1
+    assert run.info.status == "KILLED"
+    assert 1 <= len(client.get_metric_history(run.info.run_id, "loss")) < 400
 
 
 def test_same_seed_same_results(tmp_path):
