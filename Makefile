@@ -21,7 +21,9 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mkdocs build --strict --site-dir site
 	@# Two workers (pytest-xdist), a whole test file each: a file's module fixtures are built once.
-	$(BIN)/python -m pytest -q -m "not extended" -n 2 --dist loadfile --durations=25
+	$(BIN)/python -m pytest -q -m "not extended and not alone" -n 2 --dist loadfile --durations=25
+	@# Then the measurements that need the machine to themselves.
+	$(BIN)/python -m pytest -q -m "alone and not extended"
 
 # The documentation site (docs/, mkdocs.yml) on http://127.0.0.1:8000, rebuilt on save.
 docs: $(STAMP)
