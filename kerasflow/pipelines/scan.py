@@ -12,7 +12,10 @@ Every scan first reads the image's own header (:func:`read_header`: PNG IHDR,
 JPEG SOF, GIF screen and frames, BMP DIB) and refuses an image with more than
 ``max_pixels`` pixels (default :data:`MAX_IMAGE_PIXELS`) before Pillow or
 TensorFlow decode anything: a 50 KB PNG can declare 20000 x 20000 pixels and
-decode to gigabytes. ``kerasflow serve`` applies the same guard to requests.
+decode to gigabytes. It also refuses a file too short for the size its header
+declares (:func:`coded_size_problem`): decoders fill what is missing with grey,
+so a 740-byte JPEG whose header says 9000 x 4000 decodes to 36 megapixels.
+``kerasflow serve`` applies the same guards to requests.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ EXTENSION_FORMAT = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF
 MAX_IMAGE_PIXELS = 40_000_000  # like Pillow's bomb guard (89 MP warns), a bit stricter
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic), not DHT/JPG/DAC.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_ARITHMETIC = frozenset([0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF])  # no useful size bound
+# Deflate's best case: a 258-byte match coded in 2 bits (1-bit length and distance codes).
+DEFLATE_MAX_RATIO = 1032
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: gray, RGB, palette, GA, RGBA
 _JPEG_STANDALONE = frozenset([0x01, *range(0xD0, 0xD8)])
 
 
@@ -53,6 +60,9 @@ class ImageHeader:
 
     ``pixels`` is width x height x frames (a GIF decodes every frame), unless
     the reader counted it otherwise (a GIF frame larger than its screen).
+    ``min_bytes`` is a lower bound on the size of any complete file of this
+    format and declared size (0 where none is known: GIF, arithmetic-coded
+    JPEG, compressed or OS/2 BMP); see :func:`coded_size_problem`.
     """
 
     format: str
@@ -60,6 +70,7 @@ class ImageHeader:
     height: int
     frames: int = 1
     pixels: int = 0
+    min_bytes: int = 0
 
     def __post_init__(self):
         if not self.pixels:
@@ -74,11 +85,39 @@ def _read_exact(fh: BinaryIO, size: int, what: str) -> bytes:
 
 
 def _png_header(fh: BinaryIO) -> ImageHeader:
-    head = _read_exact(fh, 24, "IHDR chunk")
+    head = _read_exact(fh, 26, "IHDR chunk")
     if head[12:16] != b"IHDR":
         raise ValueError("the first chunk is not IHDR")
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return ImageHeader("PNG", width, height)
+    # The filtered rows (a filter byte each) that the IDAT stream inflates to; interlacing
+    # only adds filter bytes, so this is the least any PNG of this size holds.
+    bits = head[24] * _PNG_SAMPLES.get(head[25], 1)
+    raw = height * (1 + (width * bits + 7) // 8)
+    return ImageHeader("PNG", width, height, min_bytes=_ceil_div(raw, DEFLATE_MAX_RATIO))
+
+
+def _jpeg_min_bytes(marker: int, width: int, height: int, components: bytes) -> int:
+    """The least entropy-coded data a Huffman JPEG of this size holds.
+
+    Every 8x8 block of a component has its DC difference coded in some scan, in
+    at least one bit (a Huffman code is never shorter): at least one bit a block
+    of the component with the most blocks. Arithmetic coding has no such floor.
+    """
+    if marker in _JPEG_ARITHMETIC or not components:
+        return 0
+    factors = [(b >> 4, b & 15) for b in components[1::3]]
+    if any(h == 0 or v == 0 for h, v in factors):
+        raise ValueError("a component has a sampling factor of 0")
+    hmax, vmax = max(h for h, _ in factors), max(v for _, v in factors)
+    blocks = max(
+        _ceil_div(_ceil_div(width * h, hmax), 8) * _ceil_div(_ceil_div(height * v, vmax), 8)
+        for h, v in factors
+    )
+    return _ceil_div(blocks, 8)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _jpeg_header(fh: BinaryIO) -> ImageHeader:
@@ -98,11 +137,14 @@ def _jpeg_header(fh: BinaryIO) -> ImageHeader:
         if length < 2:
             raise ValueError(f"segment length {length}")
         if marker in _JPEG_SOF:
-            sof = _read_exact(fh, 5, "SOF segment")
+            sof = _read_exact(fh, 6, "SOF segment")
             height, width = int.from_bytes(sof[1:3], "big"), int.from_bytes(sof[3:5], "big")
             if height == 0:
                 raise ValueError("the height is defined later (DNL), which is not supported")
-            return ImageHeader("JPEG", width, height)
+            components = _read_exact(fh, 3 * sof[5], "SOF segment")
+            return ImageHeader(
+                "JPEG", width, height, min_bytes=_jpeg_min_bytes(marker, width, height, components)
+            )
         fh.seek(length - 2, io.SEEK_CUR)
 
 
@@ -144,10 +186,14 @@ def _bmp_header(fh: BinaryIO) -> ImageHeader:
     head = _read_exact(fh, 26, "BMP header")
     if int.from_bytes(head[14:18], "little") == 12:  # OS/2: 16-bit sizes
         width, height = int.from_bytes(head[18:20], "little"), int.from_bytes(head[20:22], "little")
-    else:
-        width = int.from_bytes(head[18:22], "little", signed=True)
-        height = int.from_bytes(head[22:26], "little", signed=True)
-    return ImageHeader("BMP", abs(width), abs(height))
+        return ImageHeader("BMP", width, height)
+    width = abs(int.from_bytes(head[18:22], "little", signed=True))
+    height = abs(int.from_bytes(head[22:26], "little", signed=True))
+    more = _read_exact(fh, 8, "BMP header")  # planes, bits per pixel, compression
+    bits, compression = int.from_bytes(more[2:4], "little"), int.from_bytes(more[4:8], "little")
+    # Uncompressed rows (BI_RGB, BI_BITFIELDS) are padded to 4 bytes; RLE has no floor.
+    rows = height * ((width * bits + 31) // 32) * 4 if compression in (0, 3) else 0
+    return ImageHeader("BMP", width, height, min_bytes=rows)
 
 
 _HEADER_READERS = {"PNG": _png_header, "JPEG": _jpeg_header, "GIF": _gif_header, "BMP": _bmp_header}
@@ -196,6 +242,21 @@ def pixel_budget_problem(header: ImageHeader, max_pixels: int) -> str | None:
         f"the {header.format} header declares {header.width}x{header.height}{frames} = "
         f"{header.pixels / 1e6:.1f} megapixels, over the budget of {max_pixels / 1e6:g} megapixels "
         "(a decompression bomb, or an image to downscale first)"
+    )
+
+
+def coded_size_problem(header: ImageHeader, size: int) -> str | None:
+    """Why a file of ``size`` bytes cannot hold the image its header declares, or None.
+
+    Decoders fill missing data with grey rather than fail, so a short file with a
+    forged header decodes to as many pixels as it declares: this refuses it first.
+    """
+    if size >= header.min_bytes:
+        return None
+    return (
+        f"the file is {size} bytes, but its {header.format} header declares "
+        f"{header.width}x{header.height} pixels, which no file under {header.min_bytes} bytes "
+        "can encode (a truncated file, or a forged header)"
     )
 
 
@@ -269,7 +330,7 @@ def _check_content(
     except (OSError, ValueError) as exc:
         info.problem = f"unreadable {fmt} header ({exc})"
         return
-    if problem := pixel_budget_problem(header, max_pixels):
+    if problem := pixel_budget_problem(header, max_pixels) or coded_size_problem(header, size):
         info.problem = problem
         return
     try:

@@ -15,7 +15,8 @@ Fields (exactly one per request):
 
 Every value is checked before TensorFlow sees it: base64, the image header
 (format, declared size; see :func:`kerasflow.pipelines.scan.read_header`)
-against the pixel budget, the batch size, dtypes, shapes, finite values in
+against the pixel budget and against the file's own size (a short file with a
+forged header is refused, not decoded to grey), the batch size, dtypes, shapes, finite values in
 range. A bad value raises :class:`RequestError` with the HTTP status and a
 short message that says what to send.
 
@@ -223,6 +224,11 @@ class Predictor:
                 raise _too_large(
                     f"b64[{i}]: {problem}. Send a smaller image (kerasflow serve "
                     "--max-image-pixels sets the budget)."
+                )
+            if problem := scan.coded_size_problem(header, len(data)):
+                raise RequestError(
+                    f"b64[{i}] is not a decodable {header.format} image: {problem}. "
+                    "Send the whole file."
                 )
             total_pixels += header.pixels
             if total_pixels > budget:

@@ -80,9 +80,11 @@ class ServingModel(PythonModel):
         tracking-store check of ``kerasflow serve`` can vouch for it; here an export
         whose files no longer match the digest it was written with is refused.
         """
+        from kerasflow.serving.allocator import release_memory_after_requests
         from kerasflow.serving.digest import claimed_digest, content_digest
         from kerasflow.serving.trust import check_saved_model_graph
 
+        release_memory_after_requests()  # before the SavedModel loads (MLflow's scoring server)
         config = context.model_config or {}
         payload = float(config.get("max_payload_mb", DEFAULT_MAX_PAYLOAD_MB))
         saved = Path(context.artifacts[SAVED_MODEL_ARTIFACT])

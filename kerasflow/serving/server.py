@@ -223,6 +223,9 @@ def serve(
     """
     import uvicorn
 
+    from kerasflow.serving.allocator import release_memory_after_requests
+
+    release_memory_after_requests()  # before TensorFlow allocates: see kerasflow.serving.allocator
     for name, value in (
         ("max_payload_mb", max_payload_mb),
         ("max_image_pixels", max_image_pixels),

@@ -26,11 +26,15 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import tensorflow as tf
+from kerasflow.serving.allocator import release_memory_after_requests
 
-from kerasflow import tasks
-from kerasflow.errors import ServingError
-from kerasflow.serving.export import METADATA_FILE
+release_memory_after_requests()  # before TensorFlow loads: see kerasflow.serving.allocator
+
+import tensorflow as tf  # noqa: E402
+
+from kerasflow import tasks  # noqa: E402
+from kerasflow.errors import ServingError  # noqa: E402
+from kerasflow.serving.export import METADATA_FILE  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -102,3 +102,78 @@ def test_bomb_in_a_training_folder_is_a_bad_image_named(tmp_path):
     assert str(bomb) in str(caught.value)
     small = scan.quick_scan(root / "dog" / "dog_0.png", max_pixels=10)
     assert "over the budget of 1e-05 megapixels" in small.problem
+
+
+def forged_size(data: bytes, width: int, height: int) -> bytes:
+    """A real JPEG or PNG whose header is rewritten to declare ``width x height`` (CRC kept valid)."""
+    data = bytearray(data)
+    if data.startswith(b"\x89PNG"):
+        data[16:24] = struct.pack(">II", width, height)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    else:
+        sof = data.find(b"\xff\xc0")
+        data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def _solid(size, mode: str) -> Image.Image:
+    return Image.new(mode, size, 128 if mode in ("L", "P", "1") else (128, 64, 32))
+
+
+# The encodings closest to each bound: one flat colour, the encoder's smallest settings.
+TIGHTEST = [
+    ("JPEG", "L", {"quality": 1, "optimize": True}),
+    ("JPEG", "L", {"quality": 1, "optimize": True, "progressive": True}),
+    ("JPEG", "RGB", {"quality": 1, "optimize": True, "subsampling": 2}),
+    ("JPEG", "RGB", {"quality": 95, "subsampling": 0}),
+    ("PNG", "RGB", {"optimize": True}),
+    ("PNG", "L", {"optimize": True}),
+    ("PNG", "1", {"optimize": True}),
+    ("PNG", "P", {"optimize": True}),
+    ("BMP", "RGB", {}),
+    ("BMP", "1", {}),
+    ("BMP", "P", {}),
+]
+
+
+@pytest.mark.parametrize(("fmt", "mode", "kw"), TIGHTEST)
+@pytest.mark.parametrize("size", [(1, 1), (13, 7), (2000, 1500)])
+def test_whole_files_always_fit_their_coded_size_bound(fmt, mode, kw, size):
+    data = _encode(_solid(size, mode), fmt, **kw)
+    header = scan.read_header(data)
+    assert 0 < header.min_bytes <= len(data), (header, len(data))
+    assert scan.coded_size_problem(header, len(data)) is None
+    if size == (2000, 1500) and fmt != "BMP" and kw.get("quality", 1) == 1:
+        assert header.min_bytes > len(data) / 5  # a bound that bites (0.33-0.83 measured)
+
+
+def test_a_short_file_with_a_forged_size_is_refused_before_decoding(tmp_path):
+    """The fuzz suite's 740-byte JPEG said 9000 x 4000: libjpeg decoded 36 MP of grey."""
+    jpeg = forged_size(_encode(RGB, "JPEG"), 9000, 4000)
+    header = scan.read_header(jpeg)
+    assert header.pixels == 36_000_000 and scan.pixel_budget_problem(header, 40_000_000) is None
+    assert header.min_bytes == 70_313  # a bit for each of the 1125 x 500 8x8 luma blocks
+    problem = scan.coded_size_problem(header, len(jpeg))
+    assert problem == (
+        f"the file is {len(jpeg)} bytes, but its JPEG header declares 9000x4000 pixels, which "
+        "no file under 70313 bytes can encode (a truncated file, or a forged header)"
+    )
+    png = forged_size(_encode(RGB, "PNG"), 9000, 4000)
+    assert "no file under 104656 bytes" in scan.coded_size_problem(scan.read_header(png), len(png))
+    root = make_class_folder(tmp_path / "data", per_class=2, size=(6, 6))
+    (root / "dog" / "forged.jpg").write_bytes(jpeg)
+    assert scan.quick_scan(root / "dog" / "forged.jpg").problem == problem
+    assert scan.scan_bytes(jpeg, "record 3").problem == problem
+    cfg = data_config(source=str(root), image_size=[6, 6], channels=3)
+    with pytest.raises(DataError, match="forged header") as caught:
+        prepare(cfg)
+    assert "forged.jpg" in str(caught.value)
+
+
+def test_formats_without_a_floor_have_none():
+    arithmetic = bytearray(_encode(RGB, "JPEG"))
+    sof = arithmetic.find(b"\xff\xc0")
+    arithmetic[sof + 1] = 0xC9  # arithmetic-coded: no bits-per-block floor
+    gif = _encode(RGB, "GIF")
+    for data in (bytes(arithmetic), gif):
+        assert scan.read_header(data).min_bytes == 0

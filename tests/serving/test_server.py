@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.pipelines.test_scan import png_bomb
+from tests.pipelines.test_scan import forged_size, png_bomb
 from tests.serving.conftest import (
     REGISTERED,
     Server,
@@ -303,6 +303,25 @@ def test_png_bomb_is_refused_fast_with_small_memory_growth(server, image_files, 
     assert seconds < 1.0 and grown < 200e6
     status, body = _invoke(server, {"instances": [{"b64": _b64(image_files[1][0].read_bytes())}]})
     assert status == 200 and body["predictions"][0]["class_name"] in [str(i) for i in range(10)]
+
+
+def test_a_short_image_with_a_forged_size_gets_400_before_decoding(server, image_files):
+    """The fuzz suite's 740-byte JPEG declared 9000 x 4000: decoded, it was 36 MP of grey."""
+    jpeg = next(p for p in image_files[1] if p.suffix == ".jpg").read_bytes()
+    forged = forged_size(jpeg, 9000, 4000)
+    before = _rss(server.proc.pid)
+    start = time.perf_counter()
+    status, body = _invoke(server, {"instances": [{"b64": _b64(jpeg)}, {"b64": _b64(forged)}]})
+    seconds = time.perf_counter() - start
+    assert status == 400, body
+    assert body["message"] == (
+        f"b64[1] is not a decodable JPEG image: the file is {len(forged)} bytes, but its JPEG "
+        "header declares 9000x4000 pixels, which no file under 70313 bytes can encode (a "
+        "truncated file, or a forged header). Send the whole file."
+    )
+    assert seconds < 1.0 and _rss(server.proc.pid) - before < 50e6
+    raw = _raw(server, forged, {"Content-Type": "image/jpeg"})
+    assert raw[0] == 400 and "forged header" in raw[1]["message"]
 
 
 def test_batches_over_the_pixel_budget_or_max_batch_get_413(server, image_files):
