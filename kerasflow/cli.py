@@ -621,6 +621,13 @@ def _export_portable(model, out_dir, fmt, quantize, config, overrides, max_metri
     "code: only for sources you trust). Graphs with file or process ops are still refused.",
 )
 @click.option(
+    "--memory-pool",
+    is_flag=True,
+    help="Keep TensorFlow's oneDNN memory pool: faster for large batches of large models "
+    "(MobileNetV2, 16 images: 0.79x the latency), but the server keeps the peak memory of any "
+    "request (one 36 MP image: 1 GB). By default memory goes back after each request.",
+)
+@click.option(
     "--config", "config", type=click.Path(dir_okay=False), help="Run config for a .keras file."
 )
 @_set_option
@@ -633,6 +640,7 @@ def serve(
     max_batch,
     saved_model_digest,
     trust_saved_model,
+    memory_pool,
     config,
     overrides,
 ):
@@ -663,6 +671,7 @@ def serve(
         max_batch=max_batch,
         trust_saved_model=trust_saved_model,
         saved_model_digest=saved_model_digest,
+        memory_pool=memory_pool,
     )
 
 

@@ -199,6 +199,7 @@ def serve(
     max_batch: int | None = None,
     trust_saved_model: bool = False,
     saved_model_digest: str | None = None,
+    memory_pool: bool = False,
 ) -> None:
     """Serve MODEL over HTTP until interrupted (blocks).
 
@@ -217,6 +218,10 @@ def serve(
             (logged as a warning: a SavedModel graph is code); forbidden ops are refused anyway.
         saved_model_digest: the digest ``kerasflow export`` printed, for a local export
             folder that the tracking store does not record.
+        memory_pool: keep TensorFlow's oneDNN memory pool (faster for large batches of
+            large models; the process keeps the peak memory of any request). By default
+            memory goes back to the system after each request
+            (:mod:`kerasflow.serving.allocator`).
 
     Raises:
         ServingError: the model is refused (see the module docstring) or a limit is not positive.
@@ -225,7 +230,7 @@ def serve(
 
     from kerasflow.serving.allocator import release_memory_after_requests
 
-    release_memory_after_requests()  # before TensorFlow allocates: see kerasflow.serving.allocator
+    release_memory_after_requests(memory_pool)  # before TensorFlow allocates (see the module)
     for name, value in (
         ("max_payload_mb", max_payload_mb),
         ("max_image_pixels", max_image_pixels),

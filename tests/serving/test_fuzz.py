@@ -374,28 +374,50 @@ def test_fuzzed_requests_extended(fuzz_server, export_dir, record_property):
     _run_fuzz(fuzz_server, export_dir, counts, record_property, memory=True)
 
 
-def test_large_images_leave_no_memory_behind(fuzz_server, record_property):
-    """Whole 36-megapixel JPEGs (in the 40 MP budget) decode and their memory goes back.
-
-    With oneDNN's pooled allocator the first one left 740 MB resident and the next 289 MB
-    more (measured in-process); the server now allocates with malloc.
-    """
+def _large_jpeg_growth(server: Server, times: int) -> list[float]:
+    """Resident memory (bytes) the server keeps after each of ``times`` whole 36 MP JPEGs."""
     from PIL import Image
 
     big = io.BytesIO()
     Image.new("L", (6000, 6000), 90).save(big, "JPEG", quality=75)
     assert len(big.getvalue()) < 1e6  # the fuzz server's payload limit
-    client = Client(fuzz_server.port)
+    client = Client(server.port)
     try:
         client.send(_encode(np.zeros((16, 16), np.uint8), "PNG"), {"Content-Type": "image/png"})
-        before = _rss(fuzz_server.proc.pid)
+        before = _rss(server.proc.pid)
         after = []
-        for _ in range(3):
+        for _ in range(times):
             status, answer = client.send(big.getvalue(), {"Content-Type": "image/jpeg"})
             assert status == 200 and answer["predictions"][0]["class_name"], answer
-            after.append(_rss(fuzz_server.proc.pid) - before)
+            after.append(_rss(server.proc.pid) - before)
     finally:
         client.close()
+    return after
+
+
+def test_large_images_leave_no_memory_behind(fuzz_server, record_property):
+    """Whole 36-megapixel JPEGs (in the 40 MP budget) decode and their memory goes back.
+
+    With oneDNN's pooled allocator (``--memory-pool``, the next test) the first one left
+    725 MB resident and the next 289 MB more; the server now allocates with malloc.
+    """
+    after = _large_jpeg_growth(fuzz_server, 3)
     record_property("large_jpeg_rss_after_mb", [round(a / 1e6, 1) for a in after])
     print(json.dumps({"large_jpeg_rss_after_mb": [round(a / 1e6, 1) for a in after]}))
     assert max(after) < 60e6, after
+
+
+def test_memory_pool_keeps_what_a_large_image_took(export_dir, tracking_uri, tmp_path):
+    """``--memory-pool`` keeps oneDNN's pool: the same image leaves hundreds of MB behind."""
+    srv = Server(
+        [str(export_dir), "--max-payload-mb", "1", "--memory-pool"],
+        server_env(tracking_uri),
+        tmp_path / "server.log",
+    )
+    try:
+        srv.wait()
+        after = _large_jpeg_growth(srv, 1)
+    finally:
+        srv.stop()
+    print(json.dumps({"memory_pool_large_jpeg_rss_after_mb": round(after[0] / 1e6, 1)}))
+    assert after[0] > 300e6, after
