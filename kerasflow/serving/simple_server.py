@@ -3,7 +3,9 @@
 ``kerasflow serve`` runs kerasflow's ASGI app; this one needs nothing but the
 standard library, TensorFlow and the export folder, for quick checks and
 embedded use. It loads an export only after the same checks as ``serve``
-(graph ops, content digest).
+(graph ops, content digest), and holds requests to the same limits (payload,
+batch, each image's header against the pixel budget and its own file size)
+through the same :class:`~kerasflow.serving.predictor.Predictor`.
 ``POST /invocations`` with an image body (``Content-Type: image/...``) or JSON
 ``{"b64": [...]}`` (or ``{"instances": [{"b64": ...}]}``) answers
 ``{"predictions": [...]}``, each prediction as the export's task writes it
@@ -26,15 +28,17 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from kerasflow import tasks
+from kerasflow.errors import ServingError
 from kerasflow.serving.allocator import release_memory_after_requests
-
-release_memory_after_requests()  # before TensorFlow loads: see kerasflow.serving.allocator
-
-import tensorflow as tf  # noqa: E402
-
-from kerasflow import tasks  # noqa: E402
-from kerasflow.errors import ServingError  # noqa: E402
-from kerasflow.serving.export import METADATA_FILE  # noqa: E402
+from kerasflow.serving.export import METADATA_FILE
+from kerasflow.serving.predictor import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    Limits,
+    Predictor,
+    RequestError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         if self.path in ("/ping", "/health"):
-            self._send(HTTPStatus.OK, {"status": "ok", "task": self.server.task.name})
+            self._send(HTTPStatus.OK, {"status": "ok", "task": self.server.predictor.task.name})
         else:
             self._send(
                 HTTPStatus.NOT_FOUND, {"error": f"unknown path {self.path}; POST /invocations"}
@@ -67,7 +71,13 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.NOT_FOUND, {"error": f"unknown path {self.path}; POST /invocations"}
             )
             return
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": "Content-Length must be a byte count"})
+            return
         if length > self.server.max_bytes:
             self._send(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -77,20 +87,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         try:
             images = self._images(body, self.headers.get("Content-Type", ""))
-            outputs = self.server.predict(image_bytes=tf.constant(images, tf.string))
+            predictions = self.server.predictor.predict_files(images)
+        except RequestError as exc:  # batch, header, pixel budget, file size, decoding
+            self._send(exc.status, {"error": exc.message})
+            return
         except ValueError as exc:
             self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             return
-        except (tf.errors.InvalidArgumentError, tf.errors.CancelledError) as exc:
-            # CancelledError: a bad file in the decode loop cancelled its other iterations first
-            first = exc.message.strip().splitlines()[0] if exc.message else "invalid input"
-            self._send(HTTPStatus.BAD_REQUEST, {"error": f"an image could not be decoded: {first}"})
-            return
-        server = self.server
-        self._send(
-            HTTPStatus.OK,
-            {"predictions": server.task.json_predictions(outputs, server.contract)},
-        )
+        self._send(HTTPStatus.OK, {"predictions": predictions})
 
     @staticmethod
     def _images(body: bytes, content_type: str) -> list[bytes]:
@@ -123,13 +127,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _ExportServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, saved_model_dir: Path, metadata: dict, max_bytes: int):
+    def __init__(self, address, saved_model_dir: Path, limits: Limits):
         super().__init__(address, _Handler)
-        self.loaded = tf.saved_model.load(str(saved_model_dir))
-        self.predict = self.loaded.signatures["serving_default"]
-        self.task = tasks.get(metadata["task"])
-        self.contract = metadata
-        self.max_bytes = max_bytes
+        self.predictor = Predictor.from_export(saved_model_dir, limits)
+        self.max_bytes = limits.max_payload_bytes
 
 
 def make_server(
@@ -140,6 +141,8 @@ def make_server(
     digest: str | None = None,
     trust_saved_model: bool = False,
     uri: str | None = None,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> ThreadingHTTPServer:
     """An HTTP server (not yet started) for a kerasflow export; call ``serve_forever()``.
 
@@ -154,12 +157,17 @@ def make_server(
         digest: the export's digest as ``kerasflow export`` printed it.
         trust_saved_model: load it even when its digest is unknown (logged as a warning).
         uri: the tracking store to look the digest up in (default: the usual one).
+        max_image_pixels: pixels an image may declare, and a request's images together
+            (413 over it, before anything is decoded).
+        max_batch: images one request may hold (413 over it).
 
     Raises:
         ServingError: not a kerasflow export, forbidden graph ops, or an unknown digest.
     """
     from kerasflow.serving.mlflow_model import verify_export
     from kerasflow.serving.trust import check_saved_model_graph
+
+    release_memory_after_requests()  # before TensorFlow allocates (kerasflow.serving.allocator)
 
     path = Path(export_dir)
     if not (path / "saved_model.pb").is_file():
@@ -177,4 +185,5 @@ def make_server(
         )
     check_saved_model_graph(path)
     verify_export(path, str(path), uri, digest, trust_saved_model)
-    return _ExportServer((host, int(port)), path, metadata, int(max_payload_mb * 1e6))
+    limits = Limits(int(max_payload_mb * 1e6), int(max_image_pixels), int(max_batch))
+    return _ExportServer((host, int(port)), path, limits)

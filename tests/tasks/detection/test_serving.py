@@ -26,6 +26,7 @@ from kerasflow.config import build_config
 from kerasflow.errors import ServingError
 from kerasflow.serving.export import export_saved_model
 from kerasflow.serving.simple_server import make_server
+from tests.pipelines.test_scan import forged_size
 
 
 def export_detection(model, out, data_config, names, version=None):
@@ -111,7 +112,14 @@ def _post(url, body, content_type):
 
 
 def test_http_request_returns_boxes_as_json(exported):
-    server = make_server(exported.path.parent, port=0, max_payload_mb=0.01, digest=exported.digest)
+    server = make_server(
+        exported.path.parent,
+        port=0,
+        max_payload_mb=0.01,
+        digest=exported.digest,
+        max_image_pixels=3 * 64 * 64,
+        max_batch=2,
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/invocations"
@@ -126,7 +134,13 @@ def test_http_request_returns_boxes_as_json(exported):
         assert status == 200 and len(body["predictions"]) == 2
         assert body["predictions"][1]["boxes"] == [[22.0, 30.0, 38.0, 46.0]]
         status, body = _post(url, b"not an image", "image/png")
-        assert status == 400 and "decoded" in body["error"]
+        assert status == 400 and "is not a decodable JPEG, PNG, BMP or GIF" in body["error"]
+        # The same request limits as `kerasflow serve` (its Predictor): batch and pixel budget.
+        status, body = _post(url, json.dumps({"b64": [b64] * 3}).encode(), "application/json")
+        assert status == 413 and body["error"].startswith("The request holds 3 images")
+        bomb = forged_size(png(64, 64, 28, 36), 4000, 4000)
+        status, body = _post(url, bomb, "image/png")
+        assert status == 413 and "4000x4000 = 16.0 megapixels" in body["error"]
         status, body = _post(url, b'{"x": 1}', "application/json")
         assert status == 400 and "b64" in body["error"]
         status, body = _post(url, b"0" * 20000, "image/png")
