@@ -24,6 +24,7 @@ import binascii
 import json
 import logging
 import os
+import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -87,7 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         try:
             images = self._images(body, self.headers.get("Content-Type", ""))
-            predictions = self.server.predictor.predict_files(images)
+            with self.server.slots:  # at most `concurrency` decodes in memory at once
+                predictions = self.server.predictor.predict_files(images)
         except RequestError as exc:  # batch, header, pixel budget, file size, decoding
             self._send(exc.status, {"error": exc.message})
             return
@@ -127,10 +129,11 @@ class _Handler(BaseHTTPRequestHandler):
 class _ExportServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, saved_model_dir: Path, limits: Limits):
+    def __init__(self, address, saved_model_dir: Path, limits: Limits, concurrency: int):
         super().__init__(address, _Handler)
         self.predictor = Predictor.from_export(saved_model_dir, limits)
         self.max_bytes = limits.max_payload_bytes
+        self.slots = threading.BoundedSemaphore(concurrency)
 
 
 def make_server(
@@ -143,6 +146,7 @@ def make_server(
     uri: str | None = None,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     max_batch: int = DEFAULT_MAX_BATCH,
+    concurrency: int = 2,
 ) -> ThreadingHTTPServer:
     """An HTTP server (not yet started) for a kerasflow export; call ``serve_forever()``.
 
@@ -160,6 +164,8 @@ def make_server(
         max_image_pixels: pixels an image may declare, and a request's images together
             (413 over it, before anything is decoded).
         max_batch: images one request may hold (413 over it).
+        concurrency: requests predicted at once (as ``kerasflow serve``): with the pixel
+            budget, this bounds the memory decoding can take.
 
     Raises:
         ServingError: not a kerasflow export, forbidden graph ops, or an unknown digest.
@@ -186,4 +192,4 @@ def make_server(
     check_saved_model_graph(path)
     verify_export(path, str(path), uri, digest, trust_saved_model)
     limits = Limits(int(max_payload_mb * 1e6), int(max_image_pixels), int(max_batch))
-    return _ExportServer((host, int(port)), path, limits)
+    return _ExportServer((host, int(port)), path, limits, int(concurrency))
