@@ -409,6 +409,10 @@ def test_large_images_leave_no_memory_behind(fuzz_server, record_property):
 
 def test_memory_pool_keeps_what_a_large_image_took(export_dir, tracking_uri, tmp_path):
     """``--memory-pool`` keeps oneDNN's pool: the same image leaves hundreds of MB behind."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    if not _pywrap_util_port.IsMklEnabled():  # TF_ENABLE_ONEDNN_OPTS=0, or a CPU without it
+        pytest.skip("oneDNN is off in this TensorFlow: there is no pool to keep")
     srv = Server(
         [str(export_dir), "--max-payload-mb", "1", "--memory-pool"],
         server_env(tracking_uri),
