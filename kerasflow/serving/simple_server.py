@@ -29,16 +29,15 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from kerasflow import tasks
 from kerasflow.errors import ServingError
 from kerasflow.serving.allocator import release_memory_after_requests
-from kerasflow.serving.export import METADATA_FILE
 from kerasflow.serving.predictor import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_IMAGE_PIXELS,
     Limits,
     Predictor,
     RequestError,
+    read_contract,
 )
 
 log = logging.getLogger(__name__)
@@ -183,12 +182,7 @@ def make_server(
                 f"{path} holds no SavedModel export. Pass a folder that `kerasflow export` wrote."
             )
         path = max(versions, key=lambda p: int(p.name))
-    meta_file = path / "assets" / METADATA_FILE
-    metadata = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    if metadata.get("task") not in tasks.names():
-        raise ServingError(
-            f"{path} is not a kerasflow export: {meta_file} is missing or names no known task."
-        )
+    read_contract(path)  # a kerasflow export, before anything of it is loaded
     check_saved_model_graph(path)
     verify_export(path, str(path), uri, digest, trust_saved_model)
     limits = Limits(int(max_payload_mb * 1e6), int(max_image_pixels), int(max_batch))

@@ -105,14 +105,17 @@ def test_bomb_in_a_training_folder_is_a_bad_image_named(tmp_path):
 
 
 def forged_size(data: bytes, width: int, height: int) -> bytes:
-    """A real JPEG or PNG whose header is rewritten to declare ``width x height`` (CRC kept valid)."""
+    """A real PNG or JPEG whose header is rewritten to declare ``width x height``.
+
+    A PNG keeps a valid IHDR CRC (it passes the chunk check); a baseline JPEG's SOF0
+    gets the sizes modulo 65536; anything else (no SOF0) is returned unchanged.
+    """
     data = bytearray(data)
     if data.startswith(b"\x89PNG"):
         data[16:24] = struct.pack(">II", width, height)
         data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    else:
-        sof = data.find(b"\xff\xc0")
-        data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    elif (sof := data.find(b"\xff\xc0")) > 0:
+        data[sof + 5 : sof + 9] = struct.pack(">HH", height & 0xFFFF, width & 0xFFFF)
     return bytes(data)
 
 

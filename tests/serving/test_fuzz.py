@@ -27,9 +27,7 @@ import http.client
 import io
 import json
 import string
-import struct
 import time
-import zlib
 from collections import Counter
 
 import numpy as np
@@ -37,6 +35,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.pipelines.test_scan import forged_size
 from tests.serving.conftest import Server, get, server_env
 
 # alone: it bounds each request's latency and records the server's memory growth, so it runs
@@ -195,21 +194,6 @@ def _base_images() -> list[bytes]:
     return [_encode(gray, "PNG"), _encode(rgb, "JPEG"), _encode(rgb, "GIF"), _encode(gray, "BMP")]
 
 
-def _png_with_size(data: bytearray, width: int, height: int) -> bytearray:
-    """A PNG whose IHDR declares another size, with a valid CRC (passes the chunk check)."""
-    ihdr = bytes(data[12:16]) + struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(ihdr))
-    return data
-
-
-def _jpeg_with_size(data: bytearray, width: int, height: int) -> bytearray:
-    start = data.find(b"\xff\xc0")
-    if start > 0:
-        data[start + 5 : start + 9] = struct.pack(">HH", height & 0xFFFF, width & 0xFFFF)
-    return data
-
-
 @st.composite
 def _images(draw, bases: list[bytes]):
     data = bytearray(draw(st.sampled_from(bases)))
@@ -222,10 +206,7 @@ def _images(draw, bases: list[bytes]):
     elif how == "size":
         width = draw(st.sampled_from([0, 1, 7, 4000, 9000, 20000, 65535, 2**31 - 1, 2**32 - 1]))
         height = draw(st.sampled_from([0, 1, 16, 4000, 20000, 65535, 2**31 - 1, 2**32 - 1]))
-        if data.startswith(b"\x89PNG"):
-            data = _png_with_size(data, width, height)
-        else:
-            data = _jpeg_with_size(data, width, height)
+        data = bytearray(forged_size(data, width, height))
     elif how == "splice":
         at = draw(st.integers(0, len(data)))
         data[at:at] = draw(st.binary(max_size=64))
